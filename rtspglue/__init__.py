@@ -1,0 +1,1 @@
+"""rtspglue package."""
