@@ -1,0 +1,239 @@
+"""The MIKEY pseudo-random function and the key derivations built on it (RFC 3830 §4.1).
+
+``PRF(inkey, label, len)`` splits the inkey into 256-bit chunks ``s_1 .. s_n`` (the last one
+1..32 bytes, a *full* 32 bytes when ``len(inkey)`` is a multiple of 32), runs the P function
+(an HMAC chain, RFC 3830 §4.1.2) on each chunk and XORs the results, truncated to ``len``
+bytes. PRF func 0 (MIKEY-1) uses HMAC-SHA-1 and 160-bit blocks; PRF func 1
+(PRF-HMAC-SHA-256, RFC 6043 §6.1) uses HMAC-SHA-256 and 256-bit blocks.
+
+Labels are ``constant(32) || cs_id(8) || CSB ID(32) || RAND`` (RFC 3830 §4.1.3, §4.1.4).
+:class:`PrfKey` keeps one keyed HMAC state per chunk and copies it per block, so deriving
+several keys from one inkey (the three transport keys, TEK and salt) costs a few microseconds.
+
+``minisip_compat=True`` reproduces minisip's libmikey bug: it takes the last chunk length as
+``len(inkey) % 32``, i.e. an *empty* HMAC key for the last chunk when the inkey length is a
+multiple of 32. Only inkeys of 32, 64, ... bytes are affected; use it solely to talk to such
+peers (or avoid those inkey lengths).
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from .errors import MikeyError
+from .registry import EncrAlg, MacAlg, PrfFunc
+
+__all__ = [
+    "AUTH_KEY_LENGTH",
+    "ENCR_KEY_LENGTH",
+    "MAX_OUTPUT_LENGTH",
+    "SALT_KEY_LENGTH",
+    "TRANSPORT_CS_ID",
+    "KeyConst",
+    "PrfKey",
+    "TransportKeys",
+    "derive",
+    "derive_transport_keys",
+    "label",
+    "prf",
+]
+
+
+class KeyConst(IntEnum):
+    """PRF label constants (RFC 3830 §4.1.3 for TGK-derived keys, §4.1.4 for transport keys)."""
+
+    TEK = 0x2AD01C64
+    AUTH = 0x1B5C7973
+    ENCR = 0x15798CEF
+    SALT = 0x39A2C14B
+    TRANSPORT_ENCR = 0x150533E1
+    TRANSPORT_AUTH = 0x2D22AC75
+    TRANSPORT_SALT = 0x29B88916
+
+
+#: cs_id used in the labels of the keys protecting the MIKEY message itself (RFC 3830 §4.1.4).
+TRANSPORT_CS_ID = 0xFF
+
+#: KEMAC encryption key length per algorithm (RFC 3830 §6.2; RFC 6043 for AES-CM-256).
+ENCR_KEY_LENGTH: dict[EncrAlg, int] = {
+    EncrAlg.NULL: 0,
+    EncrAlg.AES_CM_128: 16,
+    EncrAlg.AES_KW_128: 16,
+    EncrAlg.AES_CM_256: 32,
+}
+#: KEMAC / V MAC key length per algorithm (RFC 3830 §6.2; RFC 6043).
+AUTH_KEY_LENGTH: dict[MacAlg, int] = {
+    MacAlg.NULL: 0,
+    MacAlg.HMAC_SHA_1_160: 20,
+    MacAlg.HMAC_SHA_256_256: 32,
+}
+#: Salt key length, 112 bits (RFC 3830 §4.1.4).
+SALT_KEY_LENGTH = 14
+#: Upper bound on one PRF output; MIKEY keys are at most a few hundred bytes.
+MAX_OUTPUT_LENGTH = 65536
+
+_CHUNK = 32  # RFC 3830 §4.1.2: the inkey is split into 256-bit pieces
+_DIGEST: dict[PrfFunc, tuple[str, int]] = {
+    PrfFunc.MIKEY_1: ("sha1", 20),
+    PrfFunc.PRF_HMAC_SHA_256: ("sha256", 32),
+}
+_LABEL_HEAD = struct.Struct(">IBI")
+
+
+def label(const: int, cs_id: int, csb_id: int, rand: bytes) -> bytes:
+    """The PRF label ``const || cs_id || CSB ID || RAND`` (RFC 3830 §4.1.3)."""
+    if not 0 <= const <= 0xFFFFFFFF:
+        raise MikeyError("PRF label constant out of range (32 bits)")
+    if not 0 <= cs_id <= 0xFF:
+        raise MikeyError("crypto session ID out of range (8 bits)")
+    if not 0 <= csb_id <= 0xFFFFFFFF:
+        raise MikeyError("CSB ID out of range (32 bits)")
+    return _LABEL_HEAD.pack(const, cs_id, csb_id) + bytes(rand)
+
+
+class PrfKey:
+    """An inkey prepared for repeated PRF evaluations with different labels.
+
+    Holds a keyed HMAC state per 256-bit chunk. The caller keeps ownership of (and wipes) the
+    inkey; the HMAC states cannot be wiped, so drop the object as soon as the keys are derived.
+    """
+
+    __slots__ = ("_block", "_macs")
+
+    def __init__(
+        self,
+        inkey: bytes | bytearray,
+        func: PrfFunc = PrfFunc.MIKEY_1,
+        *,
+        minisip_compat: bool = False,
+    ) -> None:
+        try:
+            digest, block = _DIGEST[PrfFunc(func)]
+        except (ValueError, KeyError):
+            raise MikeyError(f"unsupported PRF func {func!r}") from None
+        if not isinstance(inkey, (bytes, bytearray)):
+            raise MikeyError("PRF inkey must be bytes or bytearray")
+        size = len(inkey)
+        if size == 0:
+            raise MikeyError("PRF inkey is empty")
+        macs: list[Any] = []
+        for start in range(0, size, _CHUNK):
+            end = start + _CHUNK
+            chunk = bytearray(inkey[start:end])
+            if minisip_compat and end == size:
+                # minisip: last chunk length = len % 32, i.e. 0 for a multiple of 32.
+                del chunk[size % _CHUNK :]
+            macs.append(hmac.new(chunk, digestmod=digest))
+            chunk[:] = bytes(len(chunk))
+        self._macs: tuple[Any, ...] = tuple(macs)
+        self._block = block
+
+    def derive(self, label: bytes, length: int) -> bytearray:
+        """``PRF(inkey, label, length)`` with ``length`` in bytes (RFC 3830 §4.1.2)."""
+        if not isinstance(length, int) or not 0 <= length <= MAX_OUTPUT_LENGTH:
+            raise MikeyError(f"PRF output length must be 0..{MAX_OUTPUT_LENGTH} bytes")
+        blocks = -(-length // self._block)
+        acc = 0
+        for base in self._macs:
+            out = bytearray()
+            a = label
+            for _ in range(blocks):
+                h = base.copy()
+                h.update(a)
+                a = h.digest()
+                h = base.copy()
+                h.update(a)
+                h.update(label)
+                out += h.digest()
+            if len(self._macs) == 1:
+                del out[length:]
+                return out
+            acc ^= int.from_bytes(out, "big")
+            out[:] = bytes(len(out))
+        result = bytearray(acc.to_bytes(blocks * self._block, "big"))
+        del result[length:]
+        return result
+
+
+def prf(
+    inkey: bytes | bytearray,
+    label: bytes,
+    length: int,
+    func: PrfFunc = PrfFunc.MIKEY_1,
+    *,
+    minisip_compat: bool = False,
+) -> bytearray:
+    """The MIKEY PRF (RFC 3830 §4.1.2; PRF-HMAC-SHA-256 per RFC 6043 §6.1)."""
+    return PrfKey(inkey, func, minisip_compat=minisip_compat).derive(label, length)
+
+
+def derive(  # noqa: PLR0917 (signature agreed with the exchange modules)
+    inkey: bytes | bytearray,
+    const: int,
+    cs_id: int,
+    csb_id: int,
+    rand: bytes,
+    length: int,
+    func: PrfFunc = PrfFunc.MIKEY_1,
+    *,
+    minisip_compat: bool = False,
+) -> bytearray:
+    """One key: ``PRF(inkey, const || cs_id || CSB ID || RAND, length)`` (RFC 3830 §4.1.3)."""
+    return prf(
+        inkey, label(const, cs_id, csb_id, rand), length, func, minisip_compat=minisip_compat
+    )
+
+
+def _wipe(buf: bytearray) -> None:
+    buf[:] = bytes(len(buf))
+
+
+@dataclass(frozen=True, slots=True)
+class TransportKeys:
+    """Keys protecting a MIKEY message: KEMAC encryption, AES-CM IV salt, MAC (RFC 3830 §4.1.4)."""
+
+    encr_key: bytearray = field(repr=False)
+    salt_key: bytearray = field(repr=False)
+    auth_key: bytearray = field(repr=False)
+
+    def wipe(self) -> None:
+        """Overwrite all three keys with zeros."""
+        for key in (self.encr_key, self.salt_key, self.auth_key):
+            _wipe(key)
+
+
+def derive_transport_keys(  # noqa: PLR0917 (agreed signature)
+    k: bytes | bytearray,
+    csb_id: int,
+    rand: bytes,
+    func: PrfFunc = PrfFunc.MIKEY_1,
+    encr_alg: EncrAlg = EncrAlg.AES_CM_128,
+    mac_alg: MacAlg = MacAlg.HMAC_SHA_1_160,
+    *,
+    minisip_compat: bool = False,
+) -> TransportKeys:
+    """encr_key, salt_key and auth_key from the PSK or envelope key ``k`` (RFC 3830 §4.1.4).
+
+    Key lengths follow the KEMAC algorithms; the salt is always 112 bits.
+    """
+    try:
+        encr_len = ENCR_KEY_LENGTH[EncrAlg(encr_alg)]
+    except (ValueError, KeyError):
+        raise MikeyError(f"unsupported KEMAC encryption algorithm {encr_alg!r}") from None
+    try:
+        auth_len = AUTH_KEY_LENGTH[MacAlg(mac_alg)]
+    except (ValueError, KeyError):
+        raise MikeyError(f"unsupported MAC algorithm {mac_alg!r}") from None
+    key = PrfKey(k, func, minisip_compat=minisip_compat)
+    encr_label = label(KeyConst.TRANSPORT_ENCR, TRANSPORT_CS_ID, csb_id, rand)
+    salt_label = label(KeyConst.TRANSPORT_SALT, TRANSPORT_CS_ID, csb_id, rand)
+    auth_label = label(KeyConst.TRANSPORT_AUTH, TRANSPORT_CS_ID, csb_id, rand)
+    return TransportKeys(
+        encr_key=key.derive(encr_label, encr_len),
+        salt_key=key.derive(salt_label, SALT_KEY_LENGTH),
+        auth_key=key.derive(auth_label, auth_len),
+    )
