@@ -1,0 +1,61 @@
+"""Exceptions raised by the :mod:`sipglue` package.
+
+Every error the package raises derives from :class:`SipError`. Parsing errors never quote more
+than a short, sanitised excerpt of the input (SDP bodies may carry key material).
+"""
+
+from __future__ import annotations
+
+
+class SipError(Exception):
+    """Base of every exception raised by the sipglue package."""
+
+
+class SdpError(SipError):
+    """A malformed or over-sized SDP body, or an invalid SDP value given to a builder."""
+
+
+class SdpNegotiationError(SdpError):
+    """The answerer declines an offer (RFC 3264 §6); carries the SIP status to send."""
+
+    def __init__(self, message: str, *, status_code: int = 488) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class SipParseError(SipError):
+    """A malformed or over-sized SIP message, header or URI."""
+
+
+class TransactionError(SipError):
+    """An input a transaction state machine cannot accept in its current state."""
+
+
+class DialogError(SipError):
+    """A request or response that does not fit the dialog it was given to."""
+
+
+class TransportError(SipError):
+    """A transport could not send or is closed."""
+
+
+class CallError(SipError):
+    """A call failed: a non-2xx final response, a timeout, or a local refusal."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class Rejected(SipError):
+    """Raised by an offer/answer handler to refuse an offer with 488 or 606 (RFC 4567 §3.1)."""
+
+    def __init__(
+        self, status_code: int = 488, warning: str | None = None, body: bytes | None = None
+    ) -> None:
+        if status_code not in (488, 606):
+            raise SipError("Rejected status must be 488 or 606")
+        super().__init__(f"offer rejected with {status_code}")
+        self.status_code = status_code
+        self.warning = warning
+        self.body = body
