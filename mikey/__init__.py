@@ -1,7 +1,8 @@
-"""MIKEY (RFC 3830) protocol core, sans-IO."""
+"""MIKEY (RFC 3830) protocol core, sans-IO: codec, crypto, exchanges, policy, replay cache."""
 
 from __future__ import annotations
 
+from .codec import Leniency, Message, parse_message
 from .errors import DecodeError, MikeyError
 
-__all__ = ["DecodeError", "MikeyError"]
+__all__ = ["DecodeError", "Leniency", "Message", "MikeyError", "parse_message"]

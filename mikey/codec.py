@@ -1,0 +1,1300 @@
+"""MIKEY wire codec (RFC 3830 §6 and its registered extensions), pure and exact.
+
+A message is the common header followed by a chain of payloads, each naming the type of the one
+after it. Parsing walks the chain with one bounds-checked :class:`Reader`; every payload class is
+a frozen dataclass whose ``encode(next_type)`` is the exact inverse of its ``parse``. Strict mode
+(the default) rejects every bad length, count and reserved value with a :class:`DecodeError`
+carrying the byte offset. Lenient mode accepts the known quirks of deployed peers and names each
+one in :attr:`Message.leniencies` so the caller can log or refuse it.
+
+Invariants: parsing always advances or stops (there is no generic length field, so an unknown
+payload ends the chain: an error in strict mode, an opaque tail in lenient mode); message size
+and payload counts are capped; nothing here touches keys beyond copying bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
+
+from .errors import DecodeError, EncodeError
+from .registry import (
+    DH_VALUE_LENGTH,
+    HASH_LENGTH,
+    MAC_LENGTH,
+    TS_LENGTH,
+    CertType,
+    CsIdMapType,
+    DataType,
+    DhGroup,
+    EncrAlg,
+    ErrorNo,
+    GeneralExtType,
+    HashFunc,
+    IdRole,
+    IdType,
+    KeyDataType,
+    KvType,
+    MacAlg,
+    PayloadType,
+    PkeCache,
+    PrfFunc,
+    ProtType,
+    SignType,
+    SrtpParam,
+    TsType,
+)
+
+MAX_MESSAGE_SIZE = 65535
+MAX_PAYLOADS = 128
+MAX_SUB_PAYLOADS = 32
+MAX_CS = 255
+
+_HDR = struct.Struct(">BBBBIBB")
+_SRTP_ID = struct.Struct(">BII")
+
+
+class Leniency(enum.Enum):
+    """A known peer quirk accepted in lenient mode (named in the parse result)."""
+
+    TRAILING_BYTES = "trailing_bytes"  # Milestone XProtect appends a 0x00
+    SRTP_TAG_IN_AUTH_KEY_LEN = "srtp_tag_in_auth_key_len"  # GStreamer writes 4/10 in param 3
+    TEK_WITH_SALT = "tek_with_salt"  # GStreamer: TEK = master key || salt, no salt field
+    PSK_WITHOUT_RAND = "psk_without_rand"  # ONVIF/Genetec example clients
+    NON_NTP_TIMESTAMP = "non_ntp_timestamp"  # Genetec: Windows FILETIME in an NTP-UTC T
+    UNKNOWN_PAYLOAD = "unknown_payload"  # opaque tail of a payload type we cannot frame
+    EMPTY_MAP_PADDING = "empty_map_padding"  # wolfSSL MIKEY-SAKKE: 2 zero bytes after map type
+    RESERVED_VALUE = "reserved_value"  # a reserved/unassigned code point kept as an int
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+
+
+class Reader:
+    """Bounds-checked big-endian reader; every failure is a DecodeError with the offset."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.pos = pos
+        self.end = len(data) if end is None else end
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+    def _need(self, n: int, what: str) -> int:
+        if n < 0 or self.pos + n > self.end:
+            raise DecodeError(
+                f"truncated {what}: need {n} bytes, {self.end - self.pos} left", self.pos
+            )
+        start = self.pos
+        self.pos += n
+        return start
+
+    def u8(self, what: str) -> int:
+        return self.data[self._need(1, what)]
+
+    def u16(self, what: str) -> int:
+        p = self._need(2, what)
+        return (self.data[p] << 8) | self.data[p + 1]
+
+    def u32(self, what: str) -> int:
+        p = self._need(4, what)
+        return int.from_bytes(self.data[p : p + 4], "big")
+
+    def take(self, n: int, what: str) -> bytes:
+        p = self._need(n, what)
+        return bytes(self.data[p : p + n])
+
+    def rest(self) -> bytes:
+        p = self._need(self.remaining, "rest")
+        return bytes(self.data[p : self.end])
+
+
+class _Ctx:
+    """Per-parse state: strictness and the leniencies used so far."""
+
+    __slots__ = ("lenient", "used")
+
+    def __init__(self, lenient: bool) -> None:
+        self.lenient = lenient
+        self.used: list[Leniency] = []
+
+    def allow(self, quirk: Leniency, message: str, offset: int) -> None:
+        if not self.lenient:
+            raise DecodeError(message, offset)
+        if quirk not in self.used:
+            self.used.append(quirk)
+
+
+_E = TypeVar("_E", bound=enum.IntEnum)
+
+
+def _enum(cls: type[_E], value: int, what: str, ctx: _Ctx, offset: int) -> _E | int:
+    try:
+        return cls(value)
+    except ValueError:
+        ctx.allow(Leniency.RESERVED_VALUE, f"unknown {what} {value}", offset)
+        return value
+
+
+def _strict_enum(cls: type[_E], value: int, what: str, offset: int) -> _E:
+    """For code points that determine framing: unknown means the length is unknown."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise DecodeError(f"unsupported {what} {value}", offset) from None
+
+
+def _u8(v: int, what: str) -> int:
+    if not 0 <= v <= 0xFF:
+        raise EncodeError(f"{what} {v} does not fit in 8 bits")
+    return v
+
+
+def _len16(data: bytes, what: str, limit: int = 0xFFFF) -> int:
+    if len(data) > limit:
+        raise EncodeError(f"{what} of {len(data)} bytes exceeds {limit}")
+    return len(data)
+
+
+def _name(v: int | enum.IntEnum) -> str:
+    return v.name if isinstance(v, enum.IntEnum) else str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# Common header (RFC 3830 §6.1)
+
+
+@dataclass(frozen=True, slots=True)
+class SrtpIdEntry:
+    """One SRTP-ID map entry (RFC 3830 §6.1.1); its CS ID is its 1-based position."""
+
+    policy_no: int
+    ssrc: int
+    roc: int
+
+
+@dataclass(frozen=True, slots=True)
+class GenericIdEntry:
+    """One GENERIC-ID map entry (RFC 6043 §6.1.2)."""
+
+    cs_id: int
+    prot_type: int
+    session_data_flag: bool
+    policy_nos: tuple[int, ...]
+    session_data: bytes = b""
+    spi: bytes = b""
+
+
+CsMapEntry = SrtpIdEntry | GenericIdEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Common header: data type, V flag, PRF, CSB ID and the CS ID map."""
+
+    data_type: DataType | int
+    csb_id: int
+    cs_map: tuple[CsMapEntry, ...] = ()
+    cs_map_type: CsIdMapType | int = CsIdMapType.SRTP_ID
+    v: bool = False
+    prf: PrfFunc | int = PrfFunc.MIKEY_1
+    version: int = 1
+    raw_map_info: bytes = b""  # only for unknown map types (lenient)
+    map_padding: bytes = b""  # wolfSSL empty-map quirk (lenient)
+
+    def encode(self, next_type: int) -> bytes:
+        if not 0 <= self.csb_id <= 0xFFFFFFFF:
+            raise EncodeError("CSB ID out of range")
+        prf = _u8(int(self.prf), "PRF func")
+        if prf > 0x7F:
+            raise EncodeError("PRF func does not fit in 7 bits")
+        if self.cs_map_type == CsIdMapType.SRTP_ID:
+            info = b"".join(
+                _SRTP_ID.pack(e.policy_no, e.ssrc, e.roc)
+                for e in self.cs_map
+                if isinstance(e, SrtpIdEntry)
+            )
+            count = len(self.cs_map)
+            if count != len(info) // 9:
+                raise EncodeError("SRTP-ID map holds a non SRTP-ID entry")
+        elif self.cs_map_type == CsIdMapType.GENERIC_ID:
+            info = b"".join(_encode_generic(e) for e in self.cs_map)
+            count = len(self.cs_map)
+        elif self.cs_map_type == CsIdMapType.EMPTY:
+            info, count = self.map_padding, 0
+        else:
+            info, count = self.raw_map_info, len(self.cs_map)
+        if count > MAX_CS:
+            raise EncodeError("more than 255 crypto sessions")
+        head = _HDR.pack(
+            _u8(self.version, "version"),
+            _u8(int(self.data_type), "data type"),
+            next_type,
+            (0x80 if self.v else 0) | prf,
+            self.csb_id,
+            count,
+            _u8(int(self.cs_map_type), "CS ID map type"),
+        )
+        return head + info
+
+    @property
+    def srtp_entries(self) -> tuple[SrtpIdEntry, ...]:
+        return tuple(e for e in self.cs_map if isinstance(e, SrtpIdEntry))
+
+
+def _encode_generic(e: CsMapEntry) -> bytes:
+    if not isinstance(e, GenericIdEntry):
+        raise EncodeError("GENERIC-ID map holds a non GENERIC-ID entry")
+    if len(e.policy_nos) > 0x7F:
+        raise EncodeError("too many policy numbers in a GENERIC-ID entry")
+    return (
+        bytes(
+            [
+                _u8(e.cs_id, "CS ID"),
+                _u8(e.prot_type, "prot type"),
+                (0x80 if e.session_data_flag else 0) | len(e.policy_nos),
+            ]
+        )
+        + bytes(_u8(p, "policy no") for p in e.policy_nos)
+        + _len16(e.session_data, "session data").to_bytes(2, "big")
+        + e.session_data
+        + bytes([_u8(len(e.spi), "SPI length")])
+        + e.spi
+    )
+
+
+def _parse_header(r: Reader, ctx: _Ctx, map_padding: bool = False) -> tuple[Header, int]:
+    start = r.pos
+    version = r.u8("HDR version")
+    if version != 1:
+        raise DecodeError(f"unsupported MIKEY version {version}", start)
+    dt_raw = r.u8("HDR data type")
+    data_type = _enum(DataType, dt_raw, "data type", ctx, start + 1)
+    next_type = r.u8("HDR next payload")
+    vp = r.u8("HDR V/PRF")
+    prf = _enum(PrfFunc, vp & 0x7F, "PRF func", ctx, start + 3)
+    csb_id = r.u32("CSB ID")
+    count = r.u8("#CS")
+    map_off = r.pos
+    map_type_raw = r.u8("CS ID map type")
+    map_type = _enum(CsIdMapType, map_type_raw, "CS ID map type", ctx, map_off)
+    entries: list[CsMapEntry] = []
+    raw_info = b""
+    padding = b""
+    if map_type == CsIdMapType.SRTP_ID:
+        for _ in range(count):
+            policy_no = r.u8("SRTP-ID policy no")
+            ssrc = r.u32("SRTP-ID SSRC")
+            roc = r.u32("SRTP-ID ROC")
+            entries.append(SrtpIdEntry(policy_no, ssrc, roc))
+    elif map_type == CsIdMapType.GENERIC_ID:
+        for _ in range(count):
+            entries.append(_parse_generic(r))
+    elif map_type == CsIdMapType.EMPTY:
+        if count != 0:
+            raise DecodeError(f"Empty CS ID map with #CS = {count}", map_off - 1)
+        if map_padding:
+            if r.data[r.pos : r.pos + 2] != b"\x00\x00":
+                raise DecodeError("no Empty map padding", r.pos)
+            ctx.allow(Leniency.EMPTY_MAP_PADDING, "2 bytes of padding after Empty map", r.pos)
+            padding = r.take(2, "Empty map padding")
+    else:
+        ctx.allow(Leniency.UNKNOWN_PAYLOAD, f"unknown CS ID map type {map_type_raw}", map_off)
+        raw_info = r.rest()
+        entries = []
+        next_type = 0
+    hdr = Header(
+        data_type=data_type,
+        csb_id=csb_id,
+        cs_map=tuple(entries),
+        cs_map_type=map_type,
+        v=bool(vp & 0x80),
+        prf=prf,
+        version=version,
+        raw_map_info=raw_info,
+        map_padding=padding,
+    )
+    return hdr, next_type
+
+
+def _parse_generic(r: Reader) -> GenericIdEntry:
+    cs_id = r.u8("GENERIC-ID CS ID")
+    prot = r.u8("GENERIC-ID prot type")
+    sp = r.u8("GENERIC-ID S/#P")
+    policies = tuple(r.u8("GENERIC-ID policy no") for _ in range(sp & 0x7F))
+    sd_len = r.u16("GENERIC-ID session data length")
+    sd = r.take(sd_len, "GENERIC-ID session data")
+    spi_len = r.u8("GENERIC-ID SPI length")
+    spi = r.take(spi_len, "GENERIC-ID SPI")
+    return GenericIdEntry(cs_id, prot, bool(sp & 0x80), policies, sd, spi)
+
+
+# --------------------------------------------------------------------------------------------
+# Payloads
+
+
+class Payload:
+    """Base of every payload; subclasses are frozen slotted dataclasses."""
+
+    __slots__ = ()
+    TYPE: ClassVar[int]
+
+    def encode(self, next_type: int) -> bytes:
+        raise NotImplementedError
+
+    def describe(self) -> list[str]:
+        """Lines for the human-readable tree (never shows protected key bytes)."""
+        return [repr(self)]
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpi:
+    """Key validity by SPI; for SRTP the SPI is the MKI (RFC 3830 §6.14)."""
+
+    spi: bytes
+
+    def encode(self) -> bytes:
+        return bytes([_u8(len(self.spi), "SPI length")]) + self.spi
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInterval:
+    """Key validity by interval <From, To> of SRTP packet indices (RFC 3830 §6.14)."""
+
+    valid_from: bytes
+    valid_to: bytes
+
+    def encode(self) -> bytes:
+        return (
+            bytes([_u8(len(self.valid_from), "VF length")])
+            + self.valid_from
+            + bytes([_u8(len(self.valid_to), "VT length")])
+            + self.valid_to
+        )
+
+    @property
+    def from_index(self) -> int:
+        return int.from_bytes(self.valid_from, "big")
+
+    @property
+    def to_index(self) -> int:
+        return int.from_bytes(self.valid_to, "big")
+
+
+KeyValidity = KeySpi | KeyInterval
+
+
+def _kv_type(kv: KeyValidity | None) -> int:
+    if kv is None:
+        return KvType.NULL
+    return KvType.SPI if isinstance(kv, KeySpi) else KvType.INTERVAL
+
+
+def _parse_kv(r: Reader, kv_type: int, offset: int) -> KeyValidity | None:
+    if kv_type == KvType.NULL:
+        return None
+    if kv_type == KvType.SPI:
+        n = r.u8("SPI length")
+        return KeySpi(r.take(n, "SPI"))
+    if kv_type == KvType.INTERVAL:
+        vf = r.take(r.u8("VF length"), "valid from")
+        vt = r.take(r.u8("VT length"), "valid to")
+        return KeyInterval(vf, vt)
+    raise DecodeError(f"unsupported key validity type {kv_type}", offset)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyData(Payload):
+    """Key data sub-payload (RFC 3830 §6.13), found inside KEMAC only.
+
+    ``key`` and ``salt`` are never shown by ``repr``.
+    """
+
+    TYPE: ClassVar[int] = PayloadType.KEY_DATA
+    key_type: KeyDataType | int
+    key: bytes = field(repr=False)
+    salt: bytes | None = field(default=None, repr=False)
+    kv: KeyValidity | None = None
+
+    def __post_init__(self) -> None:
+        has_salt_field = int(self.key_type) & 1 == 1
+        if has_salt_field != (self.salt is not None):
+            raise EncodeError("salt must be given exactly for the +SALT key data types")
+
+    def encode(self, next_type: int) -> bytes:
+        kt = int(self.key_type)
+        if not 0 <= kt <= 0xF:
+            raise EncodeError("key data type does not fit in 4 bits")
+        out = bytearray([next_type, (kt << 4) | _kv_type(self.kv)])
+        out += _len16(self.key, "key").to_bytes(2, "big") + self.key
+        if self.salt is not None:
+            out += _len16(self.salt, "salt").to_bytes(2, "big") + self.salt
+        if self.kv is not None:
+            out += self.kv.encode()
+        return bytes(out)
+
+    @property
+    def mki(self) -> bytes | None:
+        return self.kv.spi if isinstance(self.kv, KeySpi) else None
+
+    def describe(self) -> list[str]:
+        lines = [f"Key data: type {_name(self.key_type)}, {len(self.key)}-byte key"]
+        if self.salt is not None:
+            lines.append(f"  salt: {len(self.salt)} bytes")
+        if isinstance(self.kv, KeySpi):
+            lines.append(f"  KV SPI/MKI: {self.kv.spi.hex()}")
+        elif isinstance(self.kv, KeyInterval):
+            lines.append(f"  KV interval: {self.kv.from_index} .. {self.kv.to_index}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class IdPayload(Payload):
+    """ID payload (RFC 3830 §6.7)."""
+
+    TYPE: ClassVar[int] = PayloadType.ID
+    id_type: IdType | int
+    data: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        return (
+            bytes([next_type, _u8(int(self.id_type), "ID type")])
+            + _len16(self.data, "ID").to_bytes(2, "big")
+            + self.data
+        )
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    def describe(self) -> list[str]:
+        return [f"ID: {_name(self.id_type)} {self.text!r}"]
+
+
+@dataclass(frozen=True, slots=True)
+class IdrPayload(Payload):
+    """ID with role (RFC 6043 §6.6)."""
+
+    TYPE: ClassVar[int] = PayloadType.IDR
+    role: IdRole | int
+    id_type: IdType | int
+    data: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        return (
+            bytes([next_type, _u8(int(self.role), "ID role"), _u8(int(self.id_type), "ID type")])
+            + _len16(self.data, "ID").to_bytes(2, "big")
+            + self.data
+        )
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    def describe(self) -> list[str]:
+        return [f"IDR: role {_name(self.role)}, {_name(self.id_type)} {self.text!r}"]
+
+
+KemacSubPayload = KeyData | IdPayload
+
+
+@dataclass(frozen=True, slots=True)
+class Kemac(Payload):
+    """Key data transport (RFC 3830 §6.2).
+
+    ``encr_data`` stays opaque until an exchange decrypts it. For NULL encryption the parser
+    also decodes the plaintext sub-payloads into ``plain``.
+    """
+
+    TYPE: ClassVar[int] = PayloadType.KEMAC
+    encr_alg: EncrAlg | int
+    encr_data: bytes = field(repr=False)
+    mac_alg: MacAlg | int = MacAlg.NULL
+    mac: bytes = b""
+    plain: tuple[KemacSubPayload, ...] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def null(
+        cls,
+        keys: Iterable[KemacSubPayload],
+        mac_alg: MacAlg = MacAlg.NULL,
+        mac: bytes | None = None,
+    ) -> Kemac:
+        """A NULL-encrypted KEMAC carrying ``keys`` in clear."""
+        keys = tuple(keys)
+        mac = bytes(MAC_LENGTH[mac_alg]) if mac is None else mac
+        return cls(EncrAlg.NULL, encode_sub_payloads(keys), mac_alg, mac, keys)
+
+    def encode(self, next_type: int) -> bytes:
+        try:
+            maclen = MAC_LENGTH[MacAlg(self.mac_alg)]
+        except ValueError:
+            maclen = len(self.mac)
+        if len(self.mac) != maclen:
+            raise EncodeError(f"MAC of {len(self.mac)} bytes for MAC alg {self.mac_alg}")
+        return (
+            bytes([next_type, _u8(int(self.encr_alg), "encr alg")])
+            + _len16(self.encr_data, "encr data").to_bytes(2, "big")
+            + self.encr_data
+            + bytes([_u8(int(self.mac_alg), "MAC alg")])
+            + self.mac
+        )
+
+    def mac_input_len(self) -> int:
+        """Bytes of the encoded payload that precede the MAC (the MAC alg byte included)."""
+        return 5 + len(self.encr_data)
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"KEMAC: encr {_name(self.encr_alg)}, MAC {_name(self.mac_alg)}"
+            f" ({self.mac.hex() or 'none'})"
+        ]
+        if self.encr_alg != EncrAlg.NULL:
+            lines.append(f"  encrypted data: {len(self.encr_data)} bytes (not shown)")
+        elif self.plain is not None:
+            lines.append("  key data in CLEAR (NULL encryption):")
+            for sub in self.plain:
+                lines += ["    " + line for line in sub.describe()]
+                if isinstance(sub, KeyData):
+                    lines.append(f"      key (CLEAR): {sub.key.hex()}")
+                    if sub.salt is not None:
+                        lines.append(f"      salt (CLEAR): {sub.salt.hex()}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Pke(Payload):
+    """Envelope data (RFC 3830 §6.3): the envelope key encrypted to the peer's public key."""
+
+    TYPE: ClassVar[int] = PayloadType.PKE
+    cache: PkeCache | int
+    data: bytes = field(repr=False)
+
+    def encode(self, next_type: int) -> bytes:
+        n = _len16(self.data, "PKE data", 0x3FFF)
+        c = int(self.cache)
+        if not 0 <= c <= 3:
+            raise EncodeError("PKE C does not fit in 2 bits")
+        return bytes([next_type]) + ((c << 14) | n).to_bytes(2, "big") + self.data
+
+    def describe(self) -> list[str]:
+        return [f"PKE: cache {_name(self.cache)}, {len(self.data)} bytes"]
+
+
+@dataclass(frozen=True, slots=True)
+class DhPayload(Payload):
+    """DH data (RFC 3830 §6.4)."""
+
+    TYPE: ClassVar[int] = PayloadType.DH
+    group: DhGroup
+    value: bytes
+    kv: KeyValidity | None = None
+
+    def encode(self, next_type: int) -> bytes:
+        if len(self.value) != DH_VALUE_LENGTH[self.group]:
+            raise EncodeError(f"DH value of {len(self.value)} bytes for {self.group.name}")
+        out = bytes([next_type, int(self.group)]) + self.value + bytes([_kv_type(self.kv)])
+        return out + (self.kv.encode() if self.kv is not None else b"")
+
+    def describe(self) -> list[str]:
+        return [f"DH: group {self.group.name}, value {self.value[:8].hex()}... ({len(self.value)})"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sign(Payload):
+    """Signature (RFC 3830 §6.5); always the last payload, no next payload byte."""
+
+    TYPE: ClassVar[int] = PayloadType.SIGN
+    sign_type: SignType | int
+    signature: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        if next_type != 0:
+            raise EncodeError("SIGN must be the last payload")
+        n = _len16(self.signature, "signature", 0x0FFF)
+        st = int(self.sign_type)
+        if not 0 <= st <= 0xF:
+            raise EncodeError("S type does not fit in 4 bits")
+        return ((st << 12) | n).to_bytes(2, "big") + self.signature
+
+    def describe(self) -> list[str]:
+        return [f"SIGN: {_name(self.sign_type)}, {len(self.signature)} bytes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timestamp(Payload):
+    """Timestamp (RFC 3830 §6.6); ``value`` is the raw TS value."""
+
+    TYPE: ClassVar[int] = PayloadType.T
+    ts_type: TsType
+    value: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        if len(self.value) != TS_LENGTH[self.ts_type]:
+            raise EncodeError(f"TS value of {len(self.value)} bytes for {self.ts_type.name}")
+        return bytes([next_type, int(self.ts_type)]) + self.value
+
+    @property
+    def as_int(self) -> int:
+        return int.from_bytes(self.value, "big")
+
+    def describe(self) -> list[str]:
+        return [f"T: {self.ts_type.name} {self.value.hex()}{_ntp_note(self)}"]
+
+
+NTP_UNIX_OFFSET = 2208988800
+_NTP_2000 = 946684800 + NTP_UNIX_OFFSET
+
+
+def ntp_plausible(value: bytes) -> bool:
+    """An 8-byte NTP value that decodes to 2000-01-01 .. 2036-02-07 (NTP era 0)."""
+    return len(value) == 8 and int.from_bytes(value[:4], "big") >= _NTP_2000
+
+
+def _ntp_note(t: Timestamp) -> str:
+    if t.ts_type not in (TsType.NTP_UTC, TsType.NTP):
+        return ""
+    import datetime as _dt
+
+    secs = int.from_bytes(t.value[:4], "big") - NTP_UNIX_OFFSET
+    frac = int.from_bytes(t.value[4:], "big") / 2**32
+    try:
+        when = _dt.datetime.fromtimestamp(secs + frac, _dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return ""
+    return f" ({when.isoformat()})"
+
+
+@dataclass(frozen=True, slots=True)
+class Cert(Payload):
+    """Certificate (RFC 3830 §6.7)."""
+
+    TYPE: ClassVar[int] = PayloadType.CERT
+    cert_type: CertType | int
+    data: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        return (
+            bytes([next_type, _u8(int(self.cert_type), "cert type")])
+            + _len16(self.data, "certificate").to_bytes(2, "big")
+            + self.data
+        )
+
+    def describe(self) -> list[str]:
+        return [f"CERT: {_name(self.cert_type)}, {len(self.data)} bytes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chash(Payload):
+    """Certificate hash (RFC 3830 §6.8)."""
+
+    TYPE: ClassVar[int] = PayloadType.CHASH
+    hash_func: HashFunc
+    digest: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        if len(self.digest) != HASH_LENGTH[self.hash_func]:
+            raise EncodeError("CHASH length does not match its hash function")
+        return bytes([next_type, int(self.hash_func)]) + self.digest
+
+    def describe(self) -> list[str]:
+        return [f"CHASH: {self.hash_func.name} {self.digest.hex()}"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verification(Payload):
+    """Verification (RFC 3830 §6.9)."""
+
+    TYPE: ClassVar[int] = PayloadType.V
+    auth_alg: MacAlg
+    data: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        if len(self.data) != MAC_LENGTH[self.auth_alg]:
+            raise EncodeError("V data length does not match its auth alg")
+        return bytes([next_type, int(self.auth_alg)]) + self.data
+
+    def describe(self) -> list[str]:
+        return [f"V: {self.auth_alg.name} {self.data.hex()}"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpParam:
+    """One policy parameter TLV (RFC 3830 §6.10)."""
+
+    type: int
+    value: bytes
+
+    @property
+    def int_value(self) -> int:
+        return int.from_bytes(self.value, "big")
+
+
+_SRTP_PARAMS = frozenset(int(p) for p in SrtpParam)
+_SRTP_PARAM_ONE_BYTE = _SRTP_PARAMS - {SrtpParam.KEY_DERIVATION_RATE}
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityPolicy(Payload):
+    """Security policy (RFC 3830 §6.10) with its parameter TLVs in wire order."""
+
+    TYPE: ClassVar[int] = PayloadType.SP
+    policy_no: int
+    prot_type: ProtType | int
+    params: tuple[SpParam, ...] = ()
+
+    def encode(self, next_type: int) -> bytes:
+        body = b"".join(
+            bytes([_u8(p.type, "SP param type"), _u8(len(p.value), "SP param length")]) + p.value
+            for p in self.params
+        )
+        return (
+            bytes([next_type, _u8(self.policy_no, "policy no"), _u8(int(self.prot_type), "prot")])
+            + _len16(body, "SP params").to_bytes(2, "big")
+            + body
+        )
+
+    def get(self, ptype: int) -> SpParam | None:
+        for p in self.params:
+            if p.type == ptype:
+                return p
+        return None
+
+    def describe(self) -> list[str]:
+        lines = [f"SP: policy {self.policy_no}, prot {_name(self.prot_type)}"]
+        for p in self.params:
+            name = param_name(self.prot_type, p.type)
+            lines.append(f"  {p.type:>2} {name}: {p.value.hex()} ({p.int_value})")
+        return lines
+
+
+def param_name(prot_type: int, ptype: int) -> str:
+    if prot_type == ProtType.SRTP:
+        try:
+            return SrtpParam(ptype).name
+        except ValueError:
+            pass
+    return f"PARAM_{ptype}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rand(Payload):
+    """RAND (RFC 3830 §6.11)."""
+
+    TYPE: ClassVar[int] = PayloadType.RAND
+    value: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        if not 1 <= len(self.value) <= 0xFF:
+            raise EncodeError("RAND must be 1..255 bytes")
+        return bytes([next_type, len(self.value)]) + self.value
+
+    def describe(self) -> list[str]:
+        return [f"RAND: {self.value.hex()}"]
+
+
+@dataclass(frozen=True, slots=True)
+class Err(Payload):
+    """Error (RFC 3830 §6.12)."""
+
+    TYPE: ClassVar[int] = PayloadType.ERR
+    error_no: ErrorNo | int
+    reserved: int = 0
+
+    def encode(self, next_type: int) -> bytes:
+        return bytes([next_type, _u8(int(self.error_no), "error no")]) + self.reserved.to_bytes(
+            2, "big"
+        )
+
+    def describe(self) -> list[str]:
+        return [f"ERR: {_name(self.error_no)}"]
+
+
+@dataclass(frozen=True, slots=True)
+class GeneralExt(Payload):
+    """General extension (RFC 3830 §6.15): vendor ID, SDP IDs, others opaque."""
+
+    TYPE: ClassVar[int] = PayloadType.GENERAL_EXT
+    ext_type: GeneralExtType | int
+    data: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        return (
+            bytes([next_type, _u8(int(self.ext_type), "ext type")])
+            + _len16(self.data, "extension").to_bytes(2, "big")
+            + self.data
+        )
+
+    @classmethod
+    def sdp_ids(cls, kmpids: Iterable[str]) -> GeneralExt:
+        return cls(GeneralExtType.SDP_IDS, " ".join(kmpids).encode("ascii"))
+
+    @property
+    def kmpids(self) -> tuple[str, ...]:
+        """Key management protocol IDs listed in an SDP IDs extension (RFC 4567 §3.1)."""
+        return tuple(self.data.decode("ascii", "replace").split())
+
+    def describe(self) -> list[str]:
+        if self.ext_type == GeneralExtType.SDP_IDS:
+            return [f"General extension: SDP IDs {list(self.kmpids)}"]
+        return [f"General extension: {_name(self.ext_type)} {self.data.hex()}"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampRole(Payload):
+    """Timestamp with role, TR (RFC 6043 §6.4)."""
+
+    TYPE: ClassVar[int] = PayloadType.TR
+    role: int
+    ts_type: TsType
+    value: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        if len(self.value) != TS_LENGTH[self.ts_type]:
+            raise EncodeError("TR value length does not match its TS type")
+        return bytes([next_type, _u8(self.role, "TS role"), int(self.ts_type)]) + self.value
+
+
+@dataclass(frozen=True, slots=True)
+class RandRole(Payload):
+    """RAND with role, RANDR (RFC 6043 §6.8)."""
+
+    TYPE: ClassVar[int] = PayloadType.RANDR
+    role: int
+    value: bytes
+
+    def encode(self, next_type: int) -> bytes:
+        if not 1 <= len(self.value) <= 0xFF:
+            raise EncodeError("RANDR must be 1..255 bytes")
+        return bytes([next_type, _u8(self.role, "RAND role"), len(self.value)]) + self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Sakke(Payload):
+    """SAKKE payload (RFC 6509 §4.2); the encapsulated data stays opaque."""
+
+    TYPE: ClassVar[int] = PayloadType.SAKKE
+    params: int
+    id_scheme: int
+    data: bytes = field(repr=False)
+
+    def encode(self, next_type: int) -> bytes:
+        return (
+            bytes([next_type, _u8(self.params, "SAKKE params"), _u8(self.id_scheme, "ID scheme")])
+            + _len16(self.data, "SAKKE data").to_bytes(2, "big")
+            + self.data
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Opaque(Payload):
+    """An unframeable payload (unknown type) kept as the opaque rest of the message (lenient)."""
+
+    payload_type: int
+    data: bytes
+
+    TYPE: ClassVar[int] = -1
+
+    def encode(self, next_type: int) -> bytes:
+        return self.data
+
+    def describe(self) -> list[str]:
+        return [f"Opaque payload type {self.payload_type}: {len(self.data)} bytes"]
+
+
+# --------------------------------------------------------------------------------------------
+# Payload parsers
+
+
+def _parse_kemac(r: Reader, ctx: _Ctx, data_type: int) -> tuple[Kemac, int]:
+    start = r.pos
+    nxt = r.u8("KEMAC next payload")
+    ea = r.u8("KEMAC encr alg")
+    encr_alg = _enum(EncrAlg, ea, "KEMAC encr alg", ctx, start + 1)
+    n = r.u16("KEMAC encr data len")
+    data = r.take(n, "KEMAC encr data")
+    mac_off = r.pos
+    mac_alg = _strict_enum(MacAlg, r.u8("KEMAC MAC alg"), "MAC alg", mac_off)
+    mac = r.take(MAC_LENGTH[mac_alg], "KEMAC MAC")
+    plain: tuple[KemacSubPayload, ...] | None = None
+    if encr_alg == EncrAlg.NULL:
+        plain = _parse_null_plaintext(data, ctx, data_type, start + 4)
+    return Kemac(encr_alg, data, mac_alg, mac, plain), nxt
+
+
+def _parse_null_plaintext(
+    data: bytes, ctx: _Ctx, data_type: int, base: int
+) -> tuple[KemacSubPayload, ...]:
+    # PK and RSA-R put the sender's ID first (RFC 3830 §3.2); other modes start with key data.
+    if data_type in (DataType.PK_INIT, DataType.RSA_R_RESP):
+        try:
+            return _parse_sub_payloads(Reader(data), ctx, PayloadType.ID, base)
+        except DecodeError:
+            pass
+    return _parse_sub_payloads(Reader(data), ctx, PayloadType.KEY_DATA, base)
+
+
+def _parse_sub_payloads(
+    r: Reader, ctx: _Ctx, first: int, base: int = 0
+) -> tuple[KemacSubPayload, ...]:
+    out: list[KemacSubPayload] = []
+    nxt = first
+    if r.remaining == 0:
+        return ()
+    while True:
+        if len(out) >= MAX_SUB_PAYLOADS:
+            raise DecodeError("too many KEMAC sub-payloads", base + r.pos)
+        off = r.pos
+        if nxt == PayloadType.KEY_DATA:
+            kd, nxt = _parse_key_data(r, ctx, base)
+            out.append(kd)
+        elif nxt == PayloadType.ID:
+            idp, nxt = _parse_id(r)
+            out.append(idp)
+        else:
+            raise DecodeError(f"payload type {nxt} not allowed inside KEMAC", base + off)
+        if nxt == PayloadType.LAST:
+            break
+    if r.remaining:
+        raise DecodeError(f"{r.remaining} bytes after the last key data", base + r.pos)
+    return tuple(out)
+
+
+def _parse_key_data(r: Reader, ctx: _Ctx, base: int) -> tuple[KeyData, int]:
+    start = r.pos
+    nxt = r.u8("key data next payload")
+    tk = r.u8("key data type/KV")
+    key_type = _enum(KeyDataType, tk >> 4, "key data type", ctx, base + start + 1)
+    kv_type = tk & 0x0F
+    n = r.u16("key data length")
+    key = r.take(n, "key data")
+    salt = None
+    if int(key_type) & 1:
+        salt = r.take(r.u16("salt length"), "salt data")
+    kv = _parse_kv(r, kv_type, base + start + 1)
+    if key_type == KeyDataType.TEK and n in (28, 30, 44, 46):
+        ctx.allow(
+            Leniency.TEK_WITH_SALT,
+            f"TEK of {n} bytes carries master key and salt (GStreamer form)",
+            base + start + 2,
+        )
+    if nxt not in (PayloadType.LAST, PayloadType.KEY_DATA):
+        raise DecodeError(f"key data followed by payload type {nxt}", base + start)
+    return KeyData(key_type, key, salt, kv), nxt
+
+
+def _parse_id(r: Reader) -> tuple[IdPayload, int]:
+    nxt = r.u8("ID next payload")
+    t = r.u8("ID type")
+    data = r.take(r.u16("ID length"), "ID data")
+    id_type: IdType | int
+    try:
+        id_type = IdType(t)
+    except ValueError:
+        raise DecodeError(f"unsupported ID type {t}", r.pos - len(data) - 3) from None
+    return IdPayload(id_type, data), nxt
+
+
+def _parse_payload(r: Reader, ptype: int, ctx: _Ctx, hdr: Header) -> tuple[Payload, int]:
+    start = r.pos
+    if ptype == PayloadType.KEMAC:
+        return _parse_kemac(r, ctx, int(hdr.data_type))
+    if ptype == PayloadType.SIGN:
+        v = r.u16("SIGN header")
+        st = _enum(SignType, v >> 12, "S type", ctx, start)
+        return Sign(st, r.take(v & 0x0FFF, "signature")), PayloadType.LAST
+    nxt = r.u8("next payload")
+    if ptype == PayloadType.T:
+        tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 1)
+        value = r.take(TS_LENGTH[tt], "TS value")
+        if tt in (TsType.NTP_UTC, TsType.NTP) and not ntp_plausible(value):
+            ctx.allow(Leniency.NON_NTP_TIMESTAMP, "T value is not a plausible NTP time", start + 2)
+        return Timestamp(tt, value), nxt
+    if ptype == PayloadType.RAND:
+        n = r.u8("RAND length")
+        if n == 0:
+            raise DecodeError("empty RAND", start + 1)
+        return Rand(r.take(n, "RAND")), nxt
+    if ptype == PayloadType.SP:
+        return _parse_sp(r, ctx, start, nxt)
+    if ptype == PayloadType.PKE:
+        v = r.u16("PKE C/length")
+        cache = _enum(PkeCache, v >> 14, "PKE C", ctx, start + 1)
+        return Pke(cache, r.take(v & 0x3FFF, "PKE data")), nxt
+    if ptype == PayloadType.DH:
+        group = _strict_enum(DhGroup, r.u8("DH group"), "DH group", start + 1)
+        value = r.take(DH_VALUE_LENGTH[group], "DH value")
+        kvo = r.pos
+        kvb = r.u8("DH KV")
+        if kvb & 0xF0:
+            raise DecodeError("DH reserved bits set", kvo)
+        return DhPayload(group, value, _parse_kv(r, kvb & 0x0F, kvo)), nxt
+    if ptype == PayloadType.ID:
+        r.pos = start
+        return _parse_id(r)
+    if ptype == PayloadType.IDR:
+        role = _enum(IdRole, r.u8("ID role"), "ID role", ctx, start + 1)
+        it = _enum(IdType, r.u8("ID type"), "ID type", ctx, start + 2)
+        return IdrPayload(role, it, r.take(r.u16("ID length"), "ID data")), nxt
+    if ptype == PayloadType.CERT:
+        ct = _enum(CertType, r.u8("cert type"), "cert type", ctx, start + 1)
+        return Cert(ct, r.take(r.u16("cert length"), "certificate")), nxt
+    if ptype == PayloadType.CHASH:
+        hf = _strict_enum(HashFunc, r.u8("hash func"), "hash function", start + 1)
+        return Chash(hf, r.take(HASH_LENGTH[hf], "hash")), nxt
+    if ptype == PayloadType.V:
+        aa = _strict_enum(MacAlg, r.u8("V auth alg"), "V auth alg", start + 1)
+        return Verification(aa, r.take(MAC_LENGTH[aa], "V data")), nxt
+    if ptype == PayloadType.ERR:
+        en = _enum(ErrorNo, r.u8("error no"), "error no", ctx, start + 1)
+        reserved = r.u16("ERR reserved")
+        if reserved:
+            ctx.allow(Leniency.RESERVED_VALUE, "ERR reserved field not zero", start + 2)
+        return Err(en, reserved), nxt
+    if ptype == PayloadType.GENERAL_EXT:
+        et = _enum(GeneralExtType, r.u8("ext type"), "general extension type", ctx, start + 1)
+        return GeneralExt(et, r.take(r.u16("ext length"), "extension data")), nxt
+    if ptype == PayloadType.TR:
+        role = r.u8("TS role")
+        tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 2)
+        return TimestampRole(role, tt, r.take(TS_LENGTH[tt], "TS value")), nxt
+    if ptype == PayloadType.RANDR:
+        role = r.u8("RAND role")
+        n = r.u8("RAND length")
+        if n == 0:
+            raise DecodeError("empty RANDR", start + 2)
+        return RandRole(role, r.take(n, "RAND")), nxt
+    if ptype == PayloadType.SAKKE:
+        params = r.u8("SAKKE params")
+        scheme = r.u8("SAKKE ID scheme")
+        return Sakke(params, scheme, r.take(r.u16("SAKKE length"), "SAKKE data")), nxt
+    raise DecodeError(f"unsupported payload type {ptype}", start)
+
+
+def _parse_sp(r: Reader, ctx: _Ctx, start: int, nxt: int) -> tuple[SecurityPolicy, int]:
+    policy_no = r.u8("SP policy no")
+    prot = _enum(ProtType, r.u8("SP prot type"), "SP prot type", ctx, start + 2)
+    n = r.u16("SP param length")
+    sub = Reader(r.data, r.pos, r.pos + n)
+    r._need(n, "SP params")
+    params: list[SpParam] = []
+    seen: set[int] = set()
+    while sub.remaining:
+        off = sub.pos
+        ptype = sub.u8("SP param type")
+        plen = sub.u8("SP param length")
+        value = sub.take(plen, "SP param value")
+        if prot == ProtType.SRTP:
+            if ptype not in _SRTP_PARAMS:
+                ctx.allow(Leniency.RESERVED_VALUE, f"unknown SRTP policy parameter {ptype}", off)
+            elif ptype == SrtpParam.KEY_DERIVATION_RATE:
+                if not 1 <= plen <= 4:
+                    raise DecodeError("key derivation rate must be 1..4 bytes", off + 1)
+            elif ptype in _SRTP_PARAM_ONE_BYTE and plen != 1:
+                raise DecodeError(f"SRTP parameter {ptype} must be 1 byte, not {plen}", off + 1)
+            if ptype in seen:
+                raise DecodeError(f"SRTP parameter {ptype} repeated", off)
+            seen.add(ptype)
+        params.append(SpParam(ptype, value))
+    if len(params) > 64:
+        raise DecodeError("too many SP parameters", start)
+    sp = SecurityPolicy(policy_no, prot, tuple(params))
+    if prot == ProtType.SRTP:
+        auth_len = sp.get(SrtpParam.AUTH_KEY_LEN)
+        if (
+            auth_len is not None
+            and auth_len.int_value in (4, 10)
+            and sp.get(SrtpParam.AUTH_TAG_LEN) is None
+        ):
+            ctx.allow(
+                Leniency.SRTP_TAG_IN_AUTH_KEY_LEN,
+                f"session auth key length {auth_len.int_value} looks like an SRTP tag length",
+                start,
+            )
+    return sp, nxt
+
+
+# --------------------------------------------------------------------------------------------
+# Message
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A whole MIKEY message: header, payloads in wire order, and what lenient parsing allowed."""
+
+    header: Header
+    payloads: tuple[Payload, ...]
+    trailing: bytes = b""
+    leniencies: tuple[Leniency, ...] = ()
+
+    def encode(self) -> bytes:
+        """The exact wire bytes of this message."""
+        types = [_wire_type(p) for p in self.payloads]
+        for i, p in enumerate(self.payloads):
+            if isinstance(p, Sign) and i != len(self.payloads) - 1:
+                raise EncodeError("SIGN must be the last payload")
+        parts = [self.header.encode(types[0] if types else 0)]
+        for i, p in enumerate(self.payloads):
+            nxt = types[i + 1] if i + 1 < len(types) else 0
+            parts.append(p.encode(nxt))
+        out = b"".join(parts) + self.trailing
+        if len(out) > MAX_MESSAGE_SIZE:
+            raise EncodeError(f"message of {len(out)} bytes exceeds {MAX_MESSAGE_SIZE}")
+        return out
+
+    # Convenience accessors ----------------------------------------------------------------
+
+    @property
+    def data_type(self) -> DataType | int:
+        return self.header.data_type
+
+    @property
+    def csb_id(self) -> int:
+        return self.header.csb_id
+
+    def find(self, cls: type[_P]) -> _P | None:
+        for p in self.payloads:
+            if isinstance(p, cls):
+                return p
+        return None
+
+    def find_all(self, cls: type[_P]) -> tuple[_P, ...]:
+        return tuple(p for p in self.payloads if isinstance(p, cls))
+
+    def __iter__(self) -> Iterator[Payload]:
+        return iter(self.payloads)
+
+    def describe(self) -> str:
+        """A tree like ``tshark -V`` prints; protected key bytes are never shown."""
+        h = self.header
+        lines = [
+            "MIKEY message",
+            f"  Version: {h.version}",
+            f"  Data type: {_name(h.data_type)} ({int(h.data_type)})",
+            f"  V: {int(h.v)}   PRF func: {_name(h.prf)}",
+            f"  CSB ID: 0x{h.csb_id:08x}",
+            f"  CS ID map: {_name(h.cs_map_type)}, #CS {len(h.cs_map)}",
+        ]
+        for i, e in enumerate(h.cs_map, 1):
+            if isinstance(e, SrtpIdEntry):
+                lines.append(f"    CS {i}: policy {e.policy_no}, SSRC 0x{e.ssrc:08x}, ROC {e.roc}")
+            else:
+                lines.append(f"    CS {e.cs_id}: prot {e.prot_type}, policies {e.policy_nos}")
+        for p in self.payloads:
+            lines += ["  " + line for line in p.describe()]
+        if self.trailing:
+            lines.append(f"  Trailing bytes: {self.trailing.hex()}")
+        if self.leniencies:
+            lines.append("  Leniencies: " + ", ".join(q.value for q in self.leniencies))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+_P = TypeVar("_P", bound=Payload)
+
+
+def _wire_type(p: Payload) -> int:
+    return p.payload_type if isinstance(p, Opaque) else p.TYPE
+
+
+def encode_sub_payloads(subs: Iterable[KemacSubPayload]) -> bytes:
+    """Encode a KEMAC plaintext chain (IDs and key data), next payloads chained."""
+    subs = tuple(subs)
+    out = []
+    for i, s in enumerate(subs):
+        nxt = subs[i + 1].TYPE if i + 1 < len(subs) else 0
+        out.append(s.encode(nxt))
+    return b"".join(out)
+
+
+def parse_sub_payloads(
+    data: bytes, *, first: int = PayloadType.KEY_DATA, lenient: bool = False
+) -> tuple[tuple[KemacSubPayload, ...], tuple[Leniency, ...]]:
+    """Parse a decrypted KEMAC plaintext into its ID / key data sub-payloads."""
+    ctx = _Ctx(lenient)
+    subs = _parse_sub_payloads(Reader(bytes(data)), ctx, first)
+    return subs, tuple(ctx.used)
+
+
+_COMPOSITION_NEEDS_RAND = (DataType.PSK_INIT,)
+
+
+def parse_message(data: bytes | bytearray | memoryview, *, lenient: bool = False) -> Message:
+    """Parse MIKEY bytes into a :class:`Message`; raises :class:`DecodeError` on bad input."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("MIKEY data must be bytes")
+    buf = bytes(data)
+    if len(buf) > MAX_MESSAGE_SIZE:
+        raise DecodeError(f"message of {len(buf)} bytes exceeds {MAX_MESSAGE_SIZE}", 0)
+    try:
+        return _parse(buf, lenient, map_padding=False)
+    except DecodeError:
+        # wolfSSL's MIKEY-SAKKE writer puts 2 zero bytes after an Empty map (lenient only).
+        if lenient and len(buf) > 11 and buf[9] == CsIdMapType.EMPTY and buf[10:12] == b"\0\0":
+            try:
+                return _parse(buf, lenient, map_padding=True)
+            except DecodeError:
+                pass
+        raise
+
+
+def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
+    ctx = _Ctx(lenient)
+    r = Reader(buf)
+    header, nxt = _parse_header(r, ctx, map_padding)
+    payloads: list[Payload] = []
+    while nxt != PayloadType.LAST:
+        if len(payloads) >= MAX_PAYLOADS:
+            raise DecodeError("too many payloads", r.pos)
+        if nxt == PayloadType.KEY_DATA:
+            raise DecodeError("key data outside KEMAC", r.pos)
+        if nxt not in _PARSERS:
+            ctx.allow(Leniency.UNKNOWN_PAYLOAD, f"unsupported payload type {nxt}", r.pos)
+            payloads.append(Opaque(nxt, r.rest()))
+            break
+        if r.remaining == 0:
+            raise DecodeError(f"truncated: payload type {nxt} announced but missing", r.pos)
+        payload, nxt = _parse_payload(r, nxt, ctx, header)
+        payloads.append(payload)
+    trailing = b""
+    if r.remaining:
+        ctx.allow(Leniency.TRAILING_BYTES, f"{r.remaining} bytes after the last payload", r.pos)
+        trailing = r.rest()
+    if header.data_type in _COMPOSITION_NEEDS_RAND and not any(
+        isinstance(p, Rand) for p in payloads
+    ):
+        ctx.allow(Leniency.PSK_WITHOUT_RAND, "PSK I_MESSAGE without RAND (RFC 3830 §3.1)", 0)
+    return Message(header, tuple(payloads), trailing, tuple(ctx.used))
+
+
+_PARSERS = frozenset(
+    {
+        PayloadType.KEMAC,
+        PayloadType.PKE,
+        PayloadType.DH,
+        PayloadType.SIGN,
+        PayloadType.T,
+        PayloadType.ID,
+        PayloadType.CERT,
+        PayloadType.CHASH,
+        PayloadType.V,
+        PayloadType.SP,
+        PayloadType.RAND,
+        PayloadType.ERR,
+        PayloadType.TR,
+        PayloadType.IDR,
+        PayloadType.RANDR,
+        PayloadType.GENERAL_EXT,
+        PayloadType.SAKKE,
+    }
+)
