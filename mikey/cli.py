@@ -1,0 +1,141 @@
+"""The ``mikey`` command line: decode/encode (codec), derive/offer/answer/finish (exchanges).
+
+Further subcommands (``sip``, ``rtsp``) are contributed by the glue packages through the
+``mikey.cli`` entry point group, so this core package never imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import TextIO
+
+from .codec import parse_message
+from .errors import MikeyError
+from .jsonform import from_json, to_json
+
+
+class CliError(MikeyError):
+    """Bad command-line input (exit status 2)."""
+
+
+_KEYMGMT_DATA = re.compile(r'data\s*=\s*"?([A-Za-z0-9+/=]+)"?', re.IGNORECASE)
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
+
+
+def read_input(arg: str | None, stdin: TextIO | None = None) -> str:
+    """The text of INPUT: the literal argument, or standard input for ``-`` / no argument."""
+    if arg is None or arg == "-":
+        return (stdin or sys.stdin).read()
+    return arg
+
+
+def mikey_bytes_from_text(text: str) -> bytes:
+    """MIKEY bytes from base64, hex, an ``a=key-mgmt:mikey`` line or a ``KeyMgmt:`` header."""
+    text = text.strip()
+    if not text:
+        raise CliError("empty input")
+    low = text.lower()
+    if low.startswith("a=key-mgmt:"):
+        parts = text.split(":", 1)[1].split()
+        if len(parts) != 2 or parts[0].lower() != "mikey":
+            raise CliError("a=key-mgmt line does not carry mikey data")
+        text = parts[1]
+    elif low.startswith(("keymgmt:", "prot=")):
+        m = _KEYMGMT_DATA.search(text)
+        if m is None:
+            raise CliError("KeyMgmt header without data")
+        text = m.group(1)
+    compact = "".join(text.split())
+    if compact.startswith("01") and _HEX.match(compact):
+        return bytes.fromhex(compact)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise CliError("input is neither base64 nor hex") from None
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    data = mikey_bytes_from_text(read_input(args.input))
+    msg = parse_message(data, lenient=args.lenient)
+    if args.json:
+        print(json.dumps(to_json(msg), indent=2 if args.pretty else None))
+    else:
+        print(msg.describe())
+    return 0
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    if args.file in (None, "-"):
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    print(base64.b64encode(from_json(obj).encode()).decode("ascii"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mikey", description="MIKEY key management for SRTP")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("decode", help="decode a MIKEY message")
+    p.add_argument("input", nargs="?", help="base64, hex, a=key-mgmt line, KeyMgmt header, or -")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a tree")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON")
+    p.add_argument("--lenient", action="store_true", help="accept known peer quirks")
+    p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("encode", help="encode the JSON form back into base64")
+    p.add_argument("file", nargs="?", help="JSON file or - for stdin")
+    p.set_defaults(func=_cmd_encode)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    found = []
+    from . import cli_exchange
+
+    found.append(cli_exchange.register)
+    for ep in sorted(entry_points(group="mikey.cli"), key=lambda e: e.name):
+        try:
+            found.append(ep.load())
+        except ImportError:  # an optional glue package that is not installed
+            continue
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mikey`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except MikeyError as exc:
+        print(f"mikey {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
