@@ -108,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    found = []
+_Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _extensions() -> list[_Register]:
+    found: list[_Register] = []
     from . import cli_exchange
 
     found.append(cli_exchange.register)
