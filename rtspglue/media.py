@@ -1,0 +1,358 @@
+"""RTP audio for the RTSP glue: G.711 mu-law, RTP header codec, sources, pacing, analysis.
+
+* G.711 mu-law (ITU-T G.711 Table 2a) with lookup tables built once at import: 16384 entries for
+  the 14-bit linear input and 256 for decoding. No ``audioop`` (removed in Python 3.13).
+* :class:`RtpPacket` is the RFC 3550 §5.1 fixed header (+ CSRCs, extension, padding on input).
+* Audio sources yield 16-bit signed samples at 8 kHz; :class:`PcmuPacketizer` cuts them into
+  20 ms (160-sample) PCMU packets with consecutive sequence numbers and timestamps.
+* :func:`pace` sends packets on a drift-free schedule: packet *k* is due at ``start + k * ptime``
+  on ``loop.time()``, so a late wake-up is never accumulated.
+* :func:`dominant_frequency` is a Goertzel scan (coarse grid, then 1 Hz refinement) used to check
+  a received tone without numpy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+import wave
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .errors import MediaError
+
+__all__ = [
+    "PCMU_CLOCK_RATE",
+    "PCMU_PAYLOAD_TYPE",
+    "SAMPLES_PER_PACKET",
+    "AudioSource",
+    "PcmuPacketizer",
+    "RtpPacket",
+    "ToneSource",
+    "WavSource",
+    "dominant_frequency",
+    "pace",
+    "pcmu_decode",
+    "pcmu_encode",
+    "read_wav",
+    "write_wav",
+]
+
+PCMU_PAYLOAD_TYPE = 0  # RFC 3551 §6, Table 4
+PCMU_CLOCK_RATE = 8000
+SAMPLES_PER_PACKET = 160  # 20 ms at 8 kHz
+PTIME = 0.020
+
+# --- G.711 mu-law ---------------------------------------------------------------------------
+
+_BIAS = 0x84
+_CLIP = 8159  # in 14-bit units
+_SEG_END = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
+
+
+def _ulaw_from_14bit(value: int) -> int:
+    if value < 0:
+        value, mask = -value, 0x7F
+    else:
+        mask = 0xFF
+    value = min(value, _CLIP) + (_BIAS >> 2)
+    for seg, end in enumerate(_SEG_END):
+        if value <= end:
+            return ((seg << 4) | ((value >> (seg + 1)) & 0x0F)) ^ mask
+    return 0x7F ^ mask  # unreachable after clipping
+
+
+def _linear_from_ulaw(code: int) -> int:
+    code = ~code & 0xFF
+    magnitude = (((code & 0x0F) << 3) + _BIAS) << ((code & 0x70) >> 4)
+    return _BIAS - magnitude if code & 0x80 else magnitude - _BIAS
+
+
+# Index: the 14-bit two's complement value (sample >> 2) & 0x3FFF.
+_ENCODE = bytes(_ulaw_from_14bit(i - 0x4000 if i & 0x2000 else i) for i in range(0x4000))
+_DECODE = tuple(_linear_from_ulaw(c) for c in range(256))
+
+
+def pcmu_encode(samples: Iterable[int]) -> bytes:
+    """16-bit signed linear samples to G.711 mu-law bytes."""
+    table = _ENCODE
+    try:
+        return bytes(table[(s >> 2) & 0x3FFF] for s in samples)
+    except TypeError:
+        raise MediaError("samples must be integers") from None
+
+
+def pcmu_decode(data: bytes) -> array[int]:
+    """G.711 mu-law bytes to 16-bit signed linear samples."""
+    table = _DECODE
+    return array("h", [table[b] for b in data])
+
+
+# --- RTP header (RFC 3550 §5.1) -------------------------------------------------------------
+
+_RTP_HEADER = struct.Struct("!BBHII")
+
+
+@dataclass(frozen=True, slots=True)
+class RtpPacket:
+    """An RTP packet. ``parse`` accepts CSRCs, a header extension and padding."""
+
+    payload_type: int
+    sequence: int
+    timestamp: int
+    ssrc: int
+    payload: bytes = field(default=b"", repr=False)
+    marker: bool = False
+    csrcs: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, data: bytes) -> RtpPacket:
+        """Decode an RTP packet; MediaError when it is not one."""
+        if len(data) < _RTP_HEADER.size:
+            raise MediaError("RTP packet shorter than 12 bytes")
+        b0, b1, seq, ts, ssrc = _RTP_HEADER.unpack_from(data)
+        if b0 >> 6 != 2:
+            raise MediaError("RTP version is not 2")
+        offset = _RTP_HEADER.size
+        count = b0 & 0x0F
+        if len(data) < offset + 4 * count:
+            raise MediaError("RTP packet truncated in CSRC list")
+        csrcs = struct.unpack_from(f"!{count}I", data, offset)
+        offset += 4 * count
+        if b0 & 0x10:
+            if len(data) < offset + 4:
+                raise MediaError("RTP packet truncated in header extension")
+            (words,) = struct.unpack_from("!H", data, offset + 2)
+            offset += 4 + 4 * words
+        end = len(data)
+        if b0 & 0x20:
+            if end == offset or data[-1] == 0:
+                raise MediaError("invalid RTP padding")
+            end -= data[-1]
+        if end < offset:
+            raise MediaError("RTP packet truncated")
+        return cls(b1 & 0x7F, seq, ts, ssrc, bytes(data[offset:end]), bool(b1 & 0x80), csrcs)
+
+    def encode(self) -> bytes:
+        """The packet on the wire (no padding, no extension)."""
+        if not 0 <= self.payload_type <= 127 or len(self.csrcs) > 15:
+            raise MediaError("RTP payload type or CSRC count out of range")
+        if not (0 <= self.sequence <= 0xFFFF and 0 <= self.timestamp <= 0xFFFFFFFF):
+            raise MediaError("RTP sequence or timestamp out of range")
+        if not 0 <= self.ssrc <= 0xFFFFFFFF:
+            raise MediaError("RTP SSRC out of range")
+        head = _RTP_HEADER.pack(
+            0x80 | len(self.csrcs),
+            (0x80 if self.marker else 0) | self.payload_type,
+            self.sequence,
+            self.timestamp,
+            self.ssrc,
+        )
+        return head + struct.pack(f"!{len(self.csrcs)}I", *self.csrcs) + self.payload
+
+
+# --- sources ------------------------------------------------------------------------------
+
+
+class AudioSource(Protocol):
+    """Endless mono 16-bit audio at 8 kHz."""
+
+    def read(self, count: int) -> list[int]:
+        """The next ``count`` samples."""
+        ...
+
+
+class ToneSource:
+    """A sine tone at ``frequency`` Hz, continuous in phase across reads."""
+
+    def __init__(self, frequency: float, *, amplitude: float = 0.5, rate: int = 8000) -> None:
+        if not 0 < frequency < rate / 2 or not 0 <= amplitude <= 1:
+            raise MediaError("tone frequency must be below Nyquist and amplitude in [0, 1]")
+        self.frequency = frequency
+        self.rate = rate
+        self._peak = amplitude * 32767
+        self._step = 2 * math.pi * frequency / rate
+        self._n = 0
+
+    def read(self, count: int) -> list[int]:
+        start = self._n
+        self._n += count
+        peak, step = self._peak, self._step
+        return [round(peak * math.sin(step * (start + i))) for i in range(count)]
+
+
+def read_wav(path: str | Path, *, rate: int = 8000, max_seconds: float = 600.0) -> array[int]:
+    """Samples of a 16-bit PCM mono WAV file, resampled (linear) to ``rate`` if needed."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+                raise MediaError("only 16-bit PCM mono WAV files are supported")
+            source_rate = wav.getframerate()
+            frames = wav.getnframes()
+            if frames > max_seconds * source_rate:
+                raise MediaError("WAV file too long")
+            raw = wav.readframes(frames)
+    except (wave.Error, EOFError, OSError) as exc:
+        raise MediaError(f"cannot read WAV file: {type(exc).__name__}") from None
+    samples = array("h")
+    samples.frombytes(raw[: len(raw) // 2 * 2])
+    if struct.pack("=H", 1) != b"\x01\x00":
+        samples.byteswap()
+    if source_rate == rate or not samples:
+        return samples
+    if source_rate <= 0:
+        raise MediaError("invalid WAV sample rate")
+    ratio = source_rate / rate
+    count = int(len(samples) / ratio)
+    last = len(samples) - 1
+    out = array("h")
+    for i in range(count):
+        pos = i * ratio
+        j = int(pos)
+        frac = pos - j
+        nxt = samples[min(j + 1, last)]
+        out.append(round(samples[j] * (1 - frac) + nxt * frac))
+    return out
+
+
+class WavSource:
+    """Loops the samples of a WAV file (see :func:`read_wav`)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._samples = read_wav(path)
+        if not self._samples:
+            raise MediaError("WAV file has no samples")
+        self._pos = 0
+
+    def read(self, count: int) -> list[int]:
+        out: list[int] = []
+        samples = self._samples
+        while len(out) < count:
+            take = min(count - len(out), len(samples) - self._pos)
+            out.extend(samples[self._pos : self._pos + take])
+            self._pos = (self._pos + take) % len(samples)
+        return out
+
+
+def write_wav(path: str | Path, samples: Sequence[int], *, rate: int = 8000) -> None:
+    """Write 16-bit PCM mono samples to a WAV file."""
+    data = array("h", samples)
+    if struct.pack("=H", 1) != b"\x01\x00":
+        data.byteswap()
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(data.tobytes())
+
+
+# --- packetisation and pacing --------------------------------------------------------------
+
+
+class PcmuPacketizer:
+    """Cuts a source into 20 ms PCMU RTP packets (RFC 3551 §4.5.14)."""
+
+    def __init__(
+        self,
+        source: AudioSource,
+        ssrc: int,
+        *,
+        sequence: int = 0,
+        timestamp: int = 0,
+        payload_type: int = PCMU_PAYLOAD_TYPE,
+    ) -> None:
+        self.source = source
+        self.ssrc = ssrc & 0xFFFFFFFF
+        self.sequence = sequence & 0xFFFF
+        self.timestamp = timestamp & 0xFFFFFFFF
+        self.payload_type = payload_type
+        self._first = True
+
+    def next_packet(self) -> bytes:
+        """The next packet; sequence and timestamp advance by 1 and 160."""
+        payload = pcmu_encode(self.source.read(SAMPLES_PER_PACKET))
+        packet = RtpPacket(
+            self.payload_type,
+            self.sequence,
+            self.timestamp,
+            self.ssrc,
+            payload,
+            marker=self._first,
+        )
+        self._first = False
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + SAMPLES_PER_PACKET) & 0xFFFFFFFF
+        return packet.encode()
+
+
+async def pace(
+    next_packet: Callable[[], bytes],
+    send: Callable[[bytes], None],
+    *,
+    ptime: float = PTIME,
+    count: int | None = None,
+) -> int:
+    """Send ``next_packet()`` every ``ptime`` seconds until cancelled (or ``count`` sent).
+
+    Packet k is due at ``start + k * ptime``; after a stall the sender catches up at once
+    instead of drifting. Returns the number of packets sent.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+    while count is None or sent < count:
+        delay = start + sent * ptime - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        send(next_packet())
+        sent += 1
+    return sent
+
+
+# --- analysis -------------------------------------------------------------------------------
+
+
+def _goertzel_power(samples: Sequence[float], coeff: float) -> float:
+    s1 = s2 = 0.0
+    for x in samples:
+        s0 = x + coeff * s1 - s2
+        s2 = s1
+        s1 = s0
+    return s1 * s1 + s2 * s2 - coeff * s1 * s2
+
+
+def dominant_frequency(
+    samples: Sequence[int],
+    rate: int = 8000,
+    *,
+    low: float = 50.0,
+    high: float | None = None,
+    max_samples: int = 4000,
+) -> float:
+    """The strongest frequency (Hz, 1 Hz resolution) in ``samples`` by a Goertzel scan."""
+    if len(samples) < 64:
+        raise MediaError("need at least 64 samples to estimate a frequency")
+    high = rate / 2 - 1 if high is None else high
+    window = samples[:max_samples]
+    mean = sum(window) / len(window)
+    data = [float(x) - mean for x in window]
+
+    def best(data: list[float], freqs: Iterable[float]) -> float:
+        top, top_power = low, -1.0
+        for f in freqs:
+            power = _goertzel_power(data, 2 * math.cos(2 * math.pi * f / rate))
+            if power > top_power:
+                top, top_power = f, power
+        return top
+
+    # Coarse grid on a short window (bin width rate/len), then 1 Hz steps on the whole window.
+    short = data[:800]
+    coarse_step = max(1.0, rate / len(short))
+    n = int((high - low) / coarse_step) + 1
+    coarse = best(short, (low + i * coarse_step for i in range(n)))
+    span = math.ceil(coarse_step)
+    return best(data, (coarse + d for d in range(-span, span + 1) if low <= coarse + d <= high))
