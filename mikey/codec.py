@@ -209,6 +209,7 @@ class Header:
     version: int = 1
     raw_map_info: bytes = b""  # only for unknown map types (lenient)
     map_padding: bytes = b""  # wolfSSL empty-map quirk (lenient)
+    raw_cs_count: int = 0  # #CS as sent, only for unknown map types (lenient)
 
     def encode(self, next_type: int) -> bytes:
         if not 0 <= self.csb_id <= 0xFFFFFFFF:
@@ -231,7 +232,7 @@ class Header:
         elif self.cs_map_type == CsIdMapType.EMPTY:
             info, count = self.map_padding, 0
         else:
-            info, count = self.raw_map_info, len(self.cs_map)
+            info, count = self.raw_map_info, self.raw_cs_count or len(self.cs_map)
         if count > MAX_CS:
             raise EncodeError("more than 255 crypto sessions")
         head = _HDR.pack(
@@ -271,7 +272,9 @@ def _encode_generic(e: CsMapEntry) -> bytes:
     )
 
 
-def _parse_header(r: Reader, ctx: _Ctx, map_padding: bool = False) -> tuple[Header, int]:
+def _parse_header(
+    r: Reader, ctx: _Ctx, map_padding: bool = False
+) -> tuple[Header, int, Opaque | None]:
     start = r.pos
     version = r.u8("HDR version")
     if version != 1:
@@ -287,8 +290,8 @@ def _parse_header(r: Reader, ctx: _Ctx, map_padding: bool = False) -> tuple[Head
     map_type_raw = r.u8("CS ID map type")
     map_type = _enum(CsIdMapType, map_type_raw, "CS ID map type", ctx, map_off)
     entries: list[CsMapEntry] = []
-    raw_info = b""
     padding = b""
+    tail: Opaque | None = None
     if map_type == CsIdMapType.SRTP_ID:
         for _ in range(count):
             policy_no = r.u8("SRTP-ID policy no")
@@ -308,9 +311,11 @@ def _parse_header(r: Reader, ctx: _Ctx, map_padding: bool = False) -> tuple[Head
             padding = r.take(2, "Empty map padding")
     else:
         ctx.allow(Leniency.UNKNOWN_PAYLOAD, f"unknown CS ID map type {map_type_raw}", map_off)
-        raw_info = r.rest()
-        entries = []
-        next_type = 0
+        # The map cannot be framed: keep #CS, the next payload byte and everything after the
+        # map type byte as an opaque tail so the message still encodes byte-exactly.
+        rest = r.rest()
+        if rest or next_type:
+            tail = Opaque(next_type, rest)
     hdr = Header(
         data_type=data_type,
         csb_id=csb_id,
@@ -319,10 +324,10 @@ def _parse_header(r: Reader, ctx: _Ctx, map_padding: bool = False) -> tuple[Head
         v=bool(vp & 0x80),
         prf=prf,
         version=version,
-        raw_map_info=raw_info,
         map_padding=padding,
+        raw_cs_count=0 if isinstance(map_type, CsIdMapType) else count,
     )
-    return hdr, next_type
+    return hdr, next_type, tail
 
 
 def _parse_generic(r: Reader) -> GenericIdEntry:
@@ -935,10 +940,16 @@ def _parse_null_plaintext(
 ) -> tuple[KemacSubPayload, ...]:
     # PK and RSA-R put the sender's ID first (RFC 3830 §3.2); other modes start with key data.
     if data_type in (DataType.PK_INIT, DataType.RSA_R_RESP):
+        trial = _Ctx(ctx.lenient)  # a failed ID-first attempt must not leave leniencies behind
         try:
-            return _parse_sub_payloads(Reader(data), ctx, PayloadType.ID, base)
+            subs = _parse_sub_payloads(Reader(data), trial, PayloadType.ID, base)
         except DecodeError:
             pass
+        else:
+            for quirk in trial.used:
+                if quirk not in ctx.used:
+                    ctx.used.append(quirk)
+            return subs
     return _parse_sub_payloads(Reader(data), ctx, PayloadType.KEY_DATA, base)
 
 
@@ -1136,7 +1147,13 @@ class Message:
     leniencies: tuple[Leniency, ...] = ()
 
     def encode(self) -> bytes:
-        """The exact wire bytes of this message."""
+        """The exact wire bytes of this message; a field out of range raises EncodeError."""
+        try:
+            return self._encode()
+        except (struct.error, OverflowError, ValueError) as exc:
+            raise EncodeError(f"field out of range: {exc}") from None
+
+    def _encode(self) -> bytes:
         types = [_wire_type(p) for p in self.payloads]
         for i, p in enumerate(self.payloads):
             if isinstance(p, Sign) and i != len(self.payloads) - 1:
@@ -1251,8 +1268,11 @@ def parse_message(data: bytes | bytearray | memoryview, *, lenient: bool = False
 def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
     ctx = _Ctx(lenient)
     r = Reader(buf)
-    header, nxt = _parse_header(r, ctx, map_padding)
+    header, nxt, tail = _parse_header(r, ctx, map_padding)
     payloads: list[Payload] = []
+    if tail is not None:
+        payloads.append(tail)
+        nxt = PayloadType.LAST
     while nxt != PayloadType.LAST:
         if len(payloads) >= MAX_PAYLOADS:
             raise DecodeError("too many payloads", r.pos)
@@ -1268,7 +1288,11 @@ def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
         payloads.append(payload)
     trailing = b""
     if r.remaining:
-        ctx.allow(Leniency.TRAILING_BYTES, f"{r.remaining} bytes after the last payload", r.pos)
+        # Lenient: exactly one 0x00 (Milestone XProtect, MIKEY-SPEC §1.9); anything more is an
+        # error in both modes (it may be a payload after SIGN or a corrupted chain).
+        if r.remaining != 1 or buf[r.pos] != 0:
+            raise DecodeError(f"{r.remaining} bytes after the last payload", r.pos)
+        ctx.allow(Leniency.TRAILING_BYTES, "a 0x00 byte after the last payload", r.pos)
         trailing = r.rest()
     if header.data_type in _COMPOSITION_NEEDS_RAND and not any(
         isinstance(p, Rand) for p in payloads
