@@ -4,7 +4,8 @@ The exchanges ask a :class:`PskStore` for the PSK of an identity, sign and decry
 :class:`Credentials`, and validate a peer's CERT payloads with :meth:`TrustStore.verify_chain`.
 Chain building uses ``cryptography``'s X.509 path validation (RFC 5280, Web PKI profile) with
 the end-entity policy relaxed so that a leaf may lack a subjectAltName (MIKEY peers identify by a
-SAN URI, but many deployed certificates carry none) and may carry any extended key usage. Where
+SAN URI, but many deployed certificates carry none), may carry any extended key usage, and,
+like intermediates, may lack an AuthorityKeyIdentifier (older MIKEY test PKIs omit it). Where
 a leaf has a KeyUsage extension it must allow the operation: digitalSignature to sign (RFC 3830
 §6.5), keyEncipherment to receive an envelope key (§4.2.5, §6.3). Every failure is a
 :class:`~mikey.errors.CertificateError` (error number INVALID_CERT) with a message naming what
@@ -184,6 +185,14 @@ def _leaf_policy() -> verification.ExtensionPolicy:
         verification.ExtensionPolicy.webpki_defaults_ee()
         .may_be_present(x509.SubjectAlternativeName, agnostic, None)
         .may_be_present(x509.ExtendedKeyUsage, agnostic, None)
+        .may_be_present(x509.AuthorityKeyIdentifier, agnostic, None)
+    )
+
+
+def _ca_policy() -> verification.ExtensionPolicy:
+    agnostic = verification.Criticality.AGNOSTIC
+    return verification.ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.AuthorityKeyIdentifier, agnostic, None
     )
 
 
@@ -241,7 +250,7 @@ class TrustStore:
             .time(now)
             .max_chain_depth(self._max_depth)
             .extension_policies(
-                ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                ca_policy=_ca_policy(),
                 ee_policy=_leaf_policy(),
             )
             .build_client_verifier()
