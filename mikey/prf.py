@@ -77,7 +77,7 @@ SALT_KEY_LENGTH = 14
 MAX_OUTPUT_LENGTH = 65536
 
 _CHUNK = 32  # RFC 3830 §4.1.2: the inkey is split into 256-bit pieces
-_DIGEST: dict[PrfFunc, tuple[str, int]] = {
+_DIGEST: dict[int, tuple[str, int]] = {
     PrfFunc.MIKEY_1: ("sha1", 20),
     PrfFunc.PRF_HMAC_SHA_256: ("sha256", 32),
 }
@@ -111,10 +111,10 @@ class PrfKey:
         *,
         minisip_compat: bool = False,
     ) -> None:
-        try:
-            digest, block = _DIGEST[PrfFunc(func)]
-        except (ValueError, KeyError):
-            raise MikeyError(f"unsupported PRF func {func!r}") from None
+        params = _DIGEST.get(func) if isinstance(func, int) else None
+        if params is None:
+            raise MikeyError(f"unsupported PRF func {func!r}")
+        digest, block = params
         if not isinstance(inkey, (bytes, bytearray)):
             raise MikeyError("PRF inkey must be bytes or bytearray")
         size = len(inkey)
@@ -137,26 +137,28 @@ class PrfKey:
         if not isinstance(length, int) or not 0 <= length <= MAX_OUTPUT_LENGTH:
             raise MikeyError(f"PRF output length must be 0..{MAX_OUTPUT_LENGTH} bytes")
         blocks = -(-length // self._block)
+        label = bytes(label)
+        macs = self._macs
+        if len(macs) == 1:
+            return bytearray(_p(macs[0], label, blocks)[:length])
         acc = 0
-        for base in self._macs:
-            out = bytearray()
-            a = label
-            for _ in range(blocks):
-                h = base.copy()
-                h.update(a)
-                a = h.digest()
-                h = base.copy()
-                h.update(a)
-                h.update(label)
-                out += h.digest()
-            if len(self._macs) == 1:
-                del out[length:]
-                return out
-            acc ^= int.from_bytes(out, "big")
-            out[:] = bytes(len(out))
-        result = bytearray(acc.to_bytes(blocks * self._block, "big"))
-        del result[length:]
-        return result
+        for base in macs:
+            acc ^= int.from_bytes(_p(base, label, blocks), "big")
+        return bytearray(acc.to_bytes(blocks * self._block, "big")[:length])
+
+
+def _p(base: Any, label: bytes, blocks: int) -> bytes:
+    """P(s, label, m) of RFC 3830 §4.1.2: HMAC(s, A_i || label) for A_i = HMAC(s, A_{i-1})."""
+    parts = []
+    a = label
+    for _ in range(blocks):
+        h = base.copy()
+        h.update(a)
+        a = h.digest()
+        h = base.copy()
+        h.update(a + label)
+        parts.append(h.digest())
+    return b"".join(parts)
 
 
 def prf(
