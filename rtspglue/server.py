@@ -1,0 +1,739 @@
+"""Asyncio RTSP 1.0 server streaming PCMU audio, with hooks where MIKEY/SRTP plug in.
+
+Each TCP connection is one task: bytes go through :class:`~rtspglue.message.RtspParser`, requests
+are answered in order. A malformed byte stream gets ``400`` and the connection is closed (an RTSP
+stream cannot be resynchronised); a malformed *value* in a well-framed request gets a 4xx and the
+connection continues. Nothing a peer sends can raise out of a connection task.
+
+Sessions (RFC 2326 §3.4) move READY -> PLAYING -> READY (PAUSE) and end in CLOSED. Every path
+to CLOSED (TEARDOWN, idle timeout, connection loss, server shutdown, refused keying) goes through
+:meth:`RtspServer._close_session`, which cancels streaming, releases ports and calls
+``ServerKeying.on_teardown`` exactly once for every session a hook has seen.
+
+Keying: with ``keying=None`` the server offers and accepts RTP/AVP only; with a
+:class:`ServerKeying` it offers ``RTP/SAVP``, puts the hook's ``a=key-mgmt`` value in DESCRIBE,
+hands SETUP's ``KeyMgmt`` header to the hook (RFC 4567 §3.2; a :class:`KeyMgmtFailure` answers
+463 and leaves no session), and passes every outgoing RTP packet through the hook's protector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import math
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from sipglue.errors import SdpError
+from sipglue.sdp import MediaDescription, SdpLine, SessionDescription
+
+from .errors import KeyMgmtError, KeyMgmtFailure, RtspError, RtspParseError
+from .keymgmt import (
+    KeyMgmtSpec,
+    format_mikey_parameter,
+    is_mikey_parameter_request,
+    parse_keymgmt,
+    parse_set_parameter_keying,
+)
+from .media import PCMU_PAYLOAD_TYPE, AudioSource, PcmuPacketizer, pace
+from .message import (
+    InterleavedFrame,
+    Limits,
+    RtspParser,
+    RtspRequest,
+    RtspResponse,
+    SessionHeader,
+    StatusCode,
+    TransportSpec,
+    encode_interleaved,
+    parse_transports,
+)
+
+__all__ = [
+    "ConnectionInfo",
+    "MediaInfo",
+    "RtspServer",
+    "ServerConfig",
+    "ServerKeying",
+    "SessionContext",
+    "SessionState",
+    "TeardownReason",
+    "bind_rtp_pair",
+]
+
+log = logging.getLogger(__name__)
+
+PUBLIC_METHODS = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
+_CONTROL = "stream=0"
+
+
+class TeardownReason(enum.Enum):
+    """Why a session ended."""
+
+    TEARDOWN = "teardown"
+    TIMEOUT = "timeout"
+    CONNECTION_LOST = "connection-lost"
+    SHUTDOWN = "shutdown"
+    KEYING_FAILED = "keying-failed"
+    SETUP_FAILED = "setup-failed"
+
+
+class SessionState(enum.Enum):
+    """RTSP server session states (RFC 2326 Appendix A.2)."""
+
+    READY = "ready"
+    PLAYING = "playing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """One client TCP connection."""
+
+    conn_id: int
+    peer: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """The single audio stream of a presentation, as described and set up."""
+
+    path: str
+    control: str
+    ssrc: int
+    payload_type: int = PCMU_PAYLOAD_TYPE
+    encoding: str = "PCMU/8000"
+
+
+@dataclass(eq=False, slots=True)
+class SessionContext:
+    """A live RTSP session. ``keying_state`` is free for the keying hook's own use."""
+
+    session_id: str
+    connection: ConnectionInfo
+    media: MediaInfo
+    transport: TransportSpec
+    state: SessionState = SessionState.READY
+    keying_state: object = None
+    last_activity: float = 0.0
+    packets_sent: int = 0
+    packets_dropped: int = 0
+    _packetizer: PcmuPacketizer | None = field(default=None, repr=False)
+    _send: Callable[[bytes], None] | None = field(default=None, repr=False)
+    _protect: Callable[[bytes], bytes] | None = field(default=None, repr=False)
+    _play_task: asyncio.Task[int] | None = field(default=None, repr=False)
+    _udp: list[asyncio.DatagramTransport] = field(default_factory=list, repr=False)
+    _hook_seen: bool = field(default=False, repr=False)
+
+    @property
+    def ssrc(self) -> int:
+        """The SSRC of the stream sent in this session."""
+        return self.media.ssrc
+
+
+class ServerKeying(Protocol):
+    """Where MIKEY and SRTP plug into the server. Implemented by ``rtspglue.keying``."""
+
+    def describe_key_mgmt(self, connection: ConnectionInfo, media: MediaInfo) -> str | None:
+        """The ``a=key-mgmt`` value (``"mikey <base64>"``) for DESCRIBE, or None."""
+        ...
+
+    def on_setup_key_mgmt(
+        self, session: SessionContext, offers: tuple[KeyMgmtSpec, ...]
+    ) -> str | None:
+        """Handle SETUP's KeyMgmt specs; return the KeyMgmt reply value or None.
+
+        Raise :class:`KeyMgmtFailure` to refuse (463, session discarded).
+        """
+        ...
+
+    def on_set_parameter_mikey(
+        self, session: SessionContext, specs: tuple[KeyMgmtSpec, ...]
+    ) -> None:
+        """A re-key in SET_PARAMETER (ONVIF ``mikey:`` or GStreamer ``KeyMgmt:`` body)."""
+        ...
+
+    def on_get_parameter_mikey(self, session: SessionContext) -> bytes:
+        """The MIKEY message answering GET_PARAMETER ``mikey`` (ONVIF)."""
+        ...
+
+    def protector(self, session: SessionContext, ssrc: int) -> Callable[[bytes], bytes]:
+        """A function turning each outgoing RTP packet into the packet to send (SRTP)."""
+        ...
+
+    def on_teardown(self, session: SessionContext, reason: TeardownReason) -> None:
+        """The session ended; called exactly once per session the hook has seen."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Server configuration; safe defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    session_timeout: float = 60.0
+    reap_interval: float | None = None
+    max_sessions: int = 64
+    max_connections: int = 256
+    limits: Limits = field(default_factory=Limits)
+    ptime: float = 0.020
+    max_write_buffer: int = 256 * 1024
+    server_name: str = "rtspglue"
+
+
+class _Rtcp(asyncio.DatagramProtocol):
+    """Receives RTCP (or RTP keep-alives) from the client: counts as session activity."""
+
+    def __init__(self, touch: Callable[[], None], peer_host: str) -> None:
+        self._touch = touch
+        self._peer_host = peer_host
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        if addr and addr[0] == self._peer_host:
+            self._touch()
+
+
+@dataclass(eq=False, slots=True)
+class _Conn:
+    info: ConnectionInfo
+    writer: asyncio.StreamWriter
+    ssrc_by_path: dict[str, int] = field(default_factory=dict)
+    sessions: set[str] = field(default_factory=set)
+    channels: dict[int, str] = field(default_factory=dict)
+
+
+_Result = tuple[list[tuple[str, str]], bytes]
+
+
+class _Reply(Exception):
+    """Internal control flow: answer the request with this status."""
+
+    def __init__(self, status: int, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(status)
+        self.status = status
+        self.headers = headers
+
+
+class RtspServer:
+    """An RTSP server. ``sources`` maps a path (``"/tone"``) to a factory of audio sources."""
+
+    def __init__(
+        self,
+        sources: Mapping[str, Callable[[], AudioSource]],
+        *,
+        config: ServerConfig | None = None,
+        keying: ServerKeying | None = None,
+    ) -> None:
+        self.config = config or ServerConfig()
+        self.keying = keying
+        self._sources = {"/" + p.strip("/"): f for p, f in sources.items()}
+        self._sessions: dict[str, SessionContext] = {}
+        self._conns: dict[int, _Conn] = {}
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._closing = False
+        self.malformed = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on ``config.host:config.port``."""
+        self._server = await asyncio.start_server(self._serve, self.config.host, self.config.port)
+        self._reaper = asyncio.create_task(self._reap_loop())
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on."""
+        if self._server is None or not self._server.sockets:
+            raise RtspError("server not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def url(self, path: str) -> str:
+        """``rtsp://host:port/path``."""
+        return f"rtsp://{self.config.host}:{self.port}/{path.strip('/')}"
+
+    @property
+    def sessions(self) -> Mapping[str, SessionContext]:
+        """Live sessions by id (read-only view)."""
+        return dict(self._sessions)
+
+    async def close(self) -> None:
+        """Stop listening, end every session (SHUTDOWN) and close every connection."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for session in list(self._sessions.values()):
+            self._close_session(session, TeardownReason.SHUTDOWN)
+        for conn in list(self._conns.values()):
+            conn.writer.close()
+        tasks = list(self._conn_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._reaper is not None:
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> RtspServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conn_tasks.add(task)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        conn = _Conn(ConnectionInfo(next(self._ids), (str(peer[0]), int(peer[1]))), writer)
+        try:
+            if len(self._conns) >= self.config.max_connections or self._closing:
+                writer.write(RtspResponse(503, headers=(("Connection", "close"),)).encode())
+                return
+            self._conns[conn.info.conn_id] = conn
+            await self._read_loop(conn, reader)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a bug must cost one connection, never the server
+            log.exception("RTSP connection %d failed", conn.info.conn_id)
+        finally:
+            self._conns.pop(conn.info.conn_id, None)
+            for session_id in list(conn.sessions):
+                session = self._sessions.get(session_id)
+                if session is not None:
+                    self._close_session(session, TeardownReason.CONNECTION_LOST)
+            writer.close()
+            self._conn_tasks.discard(task)
+
+    async def _read_loop(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
+        parser = RtspParser(self.config.limits)
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            try:
+                messages = parser.feed(data)
+            except RtspParseError:
+                self.malformed += 1
+                bad = RtspResponse(400, headers=(("Connection", "close"),))
+                conn.writer.write(bad.encode())
+                await conn.writer.drain()
+                return
+            for message in messages:
+                if isinstance(message, InterleavedFrame):
+                    session = self._sessions.get(conn.channels.get(message.channel, ""))
+                    if session is not None:
+                        self._touch(session)
+                    continue
+                if isinstance(message, RtspResponse):
+                    continue  # we send no requests; stray responses are ignored
+                response = await self._answer(conn, message)
+                conn.writer.write(response.encode())
+                await conn.writer.drain()
+
+    async def _answer(self, conn: _Conn, request: RtspRequest) -> RtspResponse:
+        cseq = request.header("CSeq")
+        base: tuple[tuple[str, str], ...] = (("Server", self.config.server_name),)
+        if cseq is None or request.cseq is None:
+            self.malformed += 1
+            return RtspResponse(400, headers=base)
+        base = (("CSeq", str(request.cseq)), *base)
+        if request.version != "RTSP/1.0":
+            return RtspResponse(505, headers=base)
+        if request.header("Require") is not None:
+            unsupported = request.header("Require") or ""
+            return RtspResponse(551, headers=(*base, ("Unsupported", unsupported)))
+        handler = self._handlers.get(request.method)
+        if handler is None:
+            return RtspResponse(501, headers=(*base, ("Public", PUBLIC_METHODS)))
+        try:
+            headers, body = await handler(self, conn, request)
+        except _Reply as reply:
+            return RtspResponse(reply.status, headers=(*base, *reply.headers))
+        except RtspParseError:
+            self.malformed += 1
+            return RtspResponse(400, headers=base)
+        except Exception:
+            log.exception("RTSP %s handler failed", request.method)
+            return RtspResponse(500, headers=base)
+        return RtspResponse(200, headers=(*base, *headers), body=body)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _resolve(self, uri: str) -> tuple[str, bool]:
+        """(source path, names the stream) for a request URI; 404 when unknown."""
+        try:
+            path = urlsplit(uri).path
+        except ValueError:
+            raise _Reply(StatusCode.BAD_REQUEST) from None
+        path = "/" + path.strip("/")
+        stream = False
+        head, _, last = path.rpartition("/")
+        if last == _CONTROL:
+            path, stream = head or "/", True
+        if path not in self._sources:
+            raise _Reply(StatusCode.NOT_FOUND)
+        return path, stream
+
+    def _session_of(self, request: RtspRequest) -> SessionContext:
+        value = request.header("Session")
+        if value is None:
+            raise _Reply(StatusCode.SESSION_NOT_FOUND)
+        session = self._sessions.get(SessionHeader.parse(value).session_id)
+        if session is None:
+            raise _Reply(StatusCode.SESSION_NOT_FOUND)
+        self._touch(session)
+        return session
+
+    def _session_header(self, session: SessionContext) -> tuple[str, str]:
+        timeout = max(1, math.ceil(self.config.session_timeout))
+        return ("Session", SessionHeader(session.session_id, timeout).encode())
+
+    def _touch(self, session: SessionContext) -> None:
+        session.last_activity = asyncio.get_running_loop().time()
+
+    def _control_url(self, request_uri: str, path: str) -> str:
+        parts = urlsplit(request_uri)
+        netloc = parts.netloc or f"{self.config.host}:{self.port}"
+        return f"rtsp://{netloc}{path}/{_CONTROL}"
+
+    # -- methods ----------------------------------------------------------------------------
+
+    async def _options(self, conn: _Conn, request: RtspRequest) -> _Result:
+        return [("Public", PUBLIC_METHODS)], b""
+
+    async def _describe(self, conn: _Conn, request: RtspRequest) -> _Result:
+        path, _ = self._resolve(request.uri)
+        accept = request.header("Accept")
+        if accept is not None and "application/sdp" not in accept.lower() and "*/*" not in accept:
+            raise _Reply(StatusCode.NOT_ACCEPTABLE)
+        ssrc = conn.ssrc_by_path.setdefault(path, secrets.randbits(32))
+        media = MediaInfo(path, self._control_url(request.uri, path), ssrc)
+        key_mgmt = None
+        if self.keying is not None:
+            key_mgmt = self.keying.describe_key_mgmt(conn.info, media)
+        base = self._control_url(request.uri, path).removesuffix(_CONTROL)
+        try:
+            sdp = self._sdp(path, key_mgmt)
+        except SdpError:
+            log.error("keying hook returned an invalid a=key-mgmt value")
+            raise _Reply(StatusCode.INTERNAL_SERVER_ERROR) from None
+        headers = [("Content-Base", base), ("Content-Type", "application/sdp")]
+        return headers, sdp
+
+    def _sdp(self, path: str, key_mgmt: str | None) -> bytes:
+        host = self.config.host
+        session = (
+            SdpLine("v", "0"),
+            SdpLine("o", f"- {secrets.randbits(62)} 1 IN IP4 {host}"),
+            SdpLine("s", path.strip("/") or "stream"),
+            SdpLine("c", "IN IP4 0.0.0.0"),
+            SdpLine("t", "0 0"),
+            SdpLine("a", "control:*"),
+            SdpLine("a", "range:npt=0-"),
+        )
+        lines = [SdpLine("a", "rtpmap:0 PCMU/8000"), SdpLine("a", f"control:{_CONTROL}")]
+        if key_mgmt is not None:
+            lines.append(SdpLine("a", f"key-mgmt:{key_mgmt}"))
+        profile = "RTP/SAVP" if self.keying is not None else "RTP/AVP"
+        media = MediaDescription.build("audio", 0, profile, ["0"], lines)
+        description = SessionDescription(session, (media,))
+        if key_mgmt is not None:
+            description.key_mgmt(0)  # validates the hook's value (RFC 4567 §3.1)
+        return description.encode()
+
+    def _choose_transport(self, request: RtspRequest) -> TransportSpec:
+        value = request.header("Transport")
+        if value is None:
+            raise _Reply(StatusCode.UNSUPPORTED_TRANSPORT)
+        try:
+            specs = parse_transports(value)
+        except RtspParseError:
+            raise _Reply(StatusCode.UNSUPPORTED_TRANSPORT) from None
+        want = "SAVP" if self.keying is not None else "AVP"
+        for spec in specs:
+            if spec.profile != want or not spec.unicast:
+                continue
+            if spec.mode is not None and spec.mode != "PLAY":
+                continue
+            if spec.lower == "UDP" and spec.client_port is None:
+                continue
+            return spec
+        raise _Reply(StatusCode.UNSUPPORTED_TRANSPORT)
+
+    async def _setup(self, conn: _Conn, request: RtspRequest) -> _Result:
+        path, _ = self._resolve(request.uri)
+        if request.header("Session") is not None:
+            self._session_of(request)  # 454 when unknown
+            raise _Reply(StatusCode.AGGREGATE_OPERATION_NOT_ALLOWED)  # one stream per session
+        offer = self._choose_transport(request)
+        if len(self._sessions) >= self.config.max_sessions:
+            raise _Reply(StatusCode.SERVICE_UNAVAILABLE)
+        ssrc = conn.ssrc_by_path.pop(path, None)
+        if ssrc is None:
+            ssrc = secrets.randbits(32)
+        media = MediaInfo(path, self._control_url(request.uri, path), ssrc)
+        session_id = secrets.token_hex(12)
+        while session_id in self._sessions:
+            session_id = secrets.token_hex(12)
+        session = SessionContext(session_id, conn.info, media, offer)
+        self._touch(session)
+        extra: list[tuple[str, str]] = []
+        try:
+            if self.keying is not None:
+                session._hook_seen = True
+                try:
+                    offers = tuple(
+                        s for v in request.header_all("KeyMgmt") for s in parse_keymgmt(v)
+                    )
+                    reply = self.keying.on_setup_key_mgmt(session, offers)
+                except (KeyMgmtFailure, KeyMgmtError):
+                    self._close_session(session, TeardownReason.KEYING_FAILED)
+                    raise _Reply(StatusCode.KEY_MANAGEMENT_FAILURE) from None
+                if reply is not None:
+                    extra.append(("KeyMgmt", reply))
+            session.transport = await self._open_transport(conn, session, offer)
+            session._packetizer = PcmuPacketizer(
+                self._sources[path](),
+                ssrc,
+                sequence=secrets.randbits(16),
+                timestamp=secrets.randbits(32),
+            )
+        except _Reply:
+            raise
+        except Exception:
+            self._close_session(session, TeardownReason.SETUP_FAILED)
+            raise
+        self._sessions[session_id] = session
+        conn.sessions.add(session_id)
+        headers = [("Transport", session.transport.encode()), self._session_header(session)]
+        return headers + extra, b""
+
+    async def _open_transport(
+        self, conn: _Conn, session: SessionContext, offer: TransportSpec
+    ) -> TransportSpec:
+        if offer.lower == "TCP":
+            channels = offer.interleaved
+            if channels is None:
+                free = next(c for c in range(0, 255, 2) if c not in conn.channels)
+                channels = (free, free + 1)
+            if channels[0] in conn.channels or channels[1] in conn.channels:
+                raise _Reply(StatusCode.UNSUPPORTED_TRANSPORT)
+            conn.channels[channels[0]] = conn.channels[channels[1]] = session.session_id
+            writer = conn.writer
+            limit = self.config.max_write_buffer
+            channel = channels[0]
+
+            def send_tcp(packet: bytes) -> None:
+                if writer.is_closing() or writer.transport.get_write_buffer_size() > limit:
+                    session.packets_dropped += 1
+                    return
+                writer.write(encode_interleaved(channel, packet))
+                session.packets_sent += 1
+
+            session._send = send_tcp
+            return TransportSpec(
+                offer.profile, "TCP", True, interleaved=channels, ssrc=session.ssrc, mode="PLAY"
+            )
+        assert offer.client_port is not None
+        loop = asyncio.get_running_loop()
+        rtp_sock, rtcp_sock = bind_rtp_pair(self.config.host)
+        host = conn.info.peer[0]
+        rtp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=rtp_sock)
+        session._udp.append(rtp)
+        rtcp, _ = await loop.create_datagram_endpoint(
+            lambda: _Rtcp(lambda: self._touch(session), host), sock=rtcp_sock
+        )
+        session._udp.append(rtcp)
+        # RFC 2326 §12.39: media goes to the requesting host only (no "destination" redirect).
+        dest = (host, offer.client_port[0])
+
+        def send_udp(packet: bytes) -> None:
+            rtp.sendto(packet, dest)
+            session.packets_sent += 1
+
+        session._send = send_udp
+        ports = (rtp_sock.getsockname()[1], rtcp_sock.getsockname()[1])
+        return TransportSpec(
+            offer.profile,
+            "UDP",
+            True,
+            client_port=offer.client_port,
+            server_port=ports,
+            ssrc=session.ssrc,
+            mode="PLAY",
+        )
+
+    async def _play(self, conn: _Conn, request: RtspRequest) -> _Result:
+        session = self._session_of(request)
+        pk = session._packetizer
+        assert pk is not None
+        if session.state is SessionState.READY:
+            if session._protect is None and self.keying is not None:
+                session._protect = self.keying.protector(session, session.ssrc)
+            self._start_streaming(session)
+        info = f"url={session.media.control};seq={pk.sequence};rtptime={pk.timestamp}"
+        headers = [self._session_header(session), ("Range", "npt=0.000-"), ("RTP-Info", info)]
+        return headers, b""
+
+    def _start_streaming(self, session: SessionContext) -> None:
+        pk, send = session._packetizer, session._send
+        assert pk is not None and send is not None
+        protect = session._protect
+
+        def produce() -> bytes:
+            packet = pk.next_packet()
+            if protect is None:
+                return packet
+            try:
+                return protect(packet)
+            except Exception:  # a packet the protector refuses is dropped, never sent in clear
+                session.packets_dropped += 1
+                return b""
+
+        def deliver(packet: bytes) -> None:
+            if packet:
+                with contextlib.suppress(OSError):
+                    send(packet)
+
+        session.state = SessionState.PLAYING
+        session._play_task = asyncio.create_task(pace(produce, deliver, ptime=self.config.ptime))
+
+    def _stop_streaming(self, session: SessionContext) -> None:
+        if session._play_task is not None:
+            session._play_task.cancel()
+            session._play_task = None
+
+    async def _pause(self, conn: _Conn, request: RtspRequest) -> _Result:
+        session = self._session_of(request)
+        if session.state is SessionState.PLAYING:
+            self._stop_streaming(session)
+            session.state = SessionState.READY
+        return [self._session_header(session)], b""
+
+    async def _teardown(self, conn: _Conn, request: RtspRequest) -> _Result:
+        session = self._session_of(request)
+        self._close_session(session, TeardownReason.TEARDOWN)
+        return [], b""
+
+    async def _get_parameter(self, conn: _Conn, request: RtspRequest) -> _Result:
+        session = self._session_of(request) if request.header("Session") is not None else None
+        headers = [self._session_header(session)] if session is not None else []
+        if not request.body:
+            return headers, b""
+        if not is_mikey_parameter_request(request.body):
+            raise _Reply(StatusCode.PARAMETER_NOT_UNDERSTOOD, tuple(headers))
+        if self.keying is None or session is None:
+            raise _Reply(StatusCode.PARAMETER_NOT_UNDERSTOOD, tuple(headers))
+        try:
+            data = self.keying.on_get_parameter_mikey(session)
+        except KeyMgmtFailure:
+            raise _Reply(StatusCode.KEY_MANAGEMENT_FAILURE, tuple(headers)) from None
+        headers.append(("Content-Type", "text/parameters"))
+        return headers, format_mikey_parameter(data)
+
+    async def _set_parameter(self, conn: _Conn, request: RtspRequest) -> _Result:
+        session = self._session_of(request) if request.header("Session") is not None else None
+        headers = [self._session_header(session)] if session is not None else []
+        try:
+            specs = parse_set_parameter_keying(request.body)
+        except KeyMgmtError:
+            raise _Reply(StatusCode.KEY_MANAGEMENT_FAILURE, tuple(headers)) from None
+        if not specs:
+            if request.body.strip():
+                raise _Reply(StatusCode.PARAMETER_NOT_UNDERSTOOD, tuple(headers))
+            return headers, b""
+        if self.keying is None or session is None:
+            raise _Reply(StatusCode.PARAMETER_NOT_UNDERSTOOD, tuple(headers))
+        try:
+            self.keying.on_set_parameter_mikey(session, specs)
+        except KeyMgmtFailure:
+            raise _Reply(StatusCode.KEY_MANAGEMENT_FAILURE, tuple(headers)) from None
+        return headers, b""
+
+    _handlers: dict[str, Callable[[RtspServer, _Conn, RtspRequest], Awaitable[_Result]]] = {
+        "OPTIONS": _options,
+        "DESCRIBE": _describe,
+        "SETUP": _setup,
+        "PLAY": _play,
+        "PAUSE": _pause,
+        "TEARDOWN": _teardown,
+        "GET_PARAMETER": _get_parameter,
+        "SET_PARAMETER": _set_parameter,
+    }
+
+    # -- teardown ---------------------------------------------------------------------------
+
+    def _close_session(self, session: SessionContext, reason: TeardownReason) -> None:
+        if session.state is SessionState.CLOSED:
+            return
+        session.state = SessionState.CLOSED
+        self._stop_streaming(session)
+        for transport in session._udp:
+            transport.close()
+        session._udp.clear()
+        session._send = None
+        session._protect = None
+        self._sessions.pop(session.session_id, None)
+        conn = self._conns.get(session.connection.conn_id)
+        if conn is not None:
+            conn.sessions.discard(session.session_id)
+            for channel in [c for c, s in conn.channels.items() if s == session.session_id]:
+                del conn.channels[channel]
+        if session._hook_seen and self.keying is not None:
+            try:
+                self.keying.on_teardown(session, reason)
+            except Exception:
+                log.exception("keying teardown hook failed")
+
+    async def _reap_loop(self) -> None:
+        timeout = self.config.session_timeout
+        interval = self.config.reap_interval or min(1.0, timeout / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for session in list(self._sessions.values()):
+                if now - session.last_activity > timeout:  # RFC 2326 §12.37
+                    self._close_session(session, TeardownReason.TIMEOUT)
+
+
+def bind_rtp_pair(host: str, attempts: int = 32) -> tuple[socket.socket, socket.socket]:
+    """Two UDP sockets on consecutive ports, the first even (RFC 3550 §11)."""
+    for _ in range(attempts):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((host, 0))
+            port = rtp.getsockname()[1]
+            if port % 2 == 0 and port < 65535:
+                rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    rtcp.bind((host, port + 1))
+                except OSError:
+                    rtcp.close()
+                else:
+                    rtp.setblocking(False)
+                    rtcp.setblocking(False)
+                    return rtp, rtcp
+        except OSError:
+            pass
+        rtp.close()
+    raise RtspError("no free UDP port pair")
