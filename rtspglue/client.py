@@ -187,6 +187,14 @@ class RtspClient:
             self._read_task.cancel()
             await asyncio.gather(self._read_task, return_exceptions=True)
 
+    async def abort(self) -> None:
+        """Drop the connection without TEARDOWN (the server sees a connection loss)."""
+        if self._writer is not None:
+            self._writer.transport.abort()
+        if self._read_task is not None:
+            await asyncio.gather(self._read_task, return_exceptions=True)
+        self._end(TeardownReason.CONNECTION_LOST)
+
     @property
     def _connected(self) -> bool:
         return self._writer is not None and not self._writer.is_closing() and not self._closed
