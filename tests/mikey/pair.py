@@ -1,0 +1,89 @@
+"""An in-memory initiator/responder pair (like h11's ConnectionPair) for exchange tests."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+from mikey.exchange import (
+    ExchangeCompleted,
+    ExchangeConfig,
+    ExchangeRefused,
+    Initiator,
+    Responder,
+    StreamSpec,
+)
+from mikey.keying import KeyingResult, Mode
+from mikey.pki import Credentials, StaticPskStore, TrustStore
+
+from . import certs
+
+NOW = certs.NOW.timestamp()
+PSK = bytes(range(16))
+ALICE = "sip:alice@example.com"
+BOB = "sip:bob@example.com"
+
+
+def seeded_rng(seed: int):  # type: ignore[no-untyped-def]
+    r = random.Random(seed)
+    return lambda n: r.randbytes(n)
+
+
+def configs(mode: Mode, **kw: object) -> tuple[ExchangeConfig, ExchangeConfig]:
+    """Matching initiator and responder configurations for ``mode``."""
+    trust = TrustStore([certs.ca().cert])
+    alice = certs.leaf("alice", san_uri=ALICE)
+    bob = certs.leaf("bob", san_uri=BOB)
+    a_creds = Credentials(alice.key, (alice.cert,))
+    b_creds = Credentials(bob.key, (bob.cert,))
+    init = ExchangeConfig(
+        mode=mode,
+        identity=ALICE,
+        peer_identity=BOB,
+        psk=StaticPskStore({BOB: PSK}),
+        credentials=a_creds,
+        trust=trust,
+        peer_certificate=bob.cert if mode == Mode.PK else None,
+    )
+    resp = ExchangeConfig(
+        mode=mode,
+        identity=BOB,
+        psk=StaticPskStore({ALICE: PSK}),
+        credentials=b_creds,
+        trust=trust,
+    )
+    init_kw = {k[2:]: v for k, v in kw.items() if k.startswith("i_")}
+    resp_kw = {k[2:]: v for k, v in kw.items() if k.startswith("r_")}
+    both = {k: v for k, v in kw.items() if not k.startswith(("i_", "r_"))}
+    return replace(init, **both, **init_kw), replace(resp, **both, **resp_kw)  # type: ignore[arg-type]
+
+
+@dataclass
+class Pair:
+    init_cfg: ExchangeConfig
+    resp_cfg: ExchangeConfig
+    seed: int = 1
+    initiator: Initiator = field(init=False)
+    responder: Responder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.initiator = Initiator(self.init_cfg, seeded_rng(self.seed))
+        self.responder = Responder(self.resp_cfg, seeded_rng(self.seed + 1000))
+
+    def offer(
+        self, now: float = NOW, streams: tuple[StreamSpec, ...] = (StreamSpec(0x1234, 0, 0),)
+    ) -> bytes:
+        return self.initiator.start(now, streams)
+
+    def run(
+        self, now: float = NOW, streams: tuple[StreamSpec, ...] = (StreamSpec(0x1234, 0, 0),)
+    ) -> tuple[KeyingResult, KeyingResult, bytes, bytes | None]:
+        i_msg = self.offer(now, streams)
+        reply = self.responder.respond(i_msg, now + 0.5, local_ssrcs=[0x5678])
+        if isinstance(reply, ExchangeRefused):
+            raise reply.error
+        assert isinstance(reply, ExchangeCompleted)
+        i_res = self.initiator.finish(
+            reply.answer if self.initiator.expects_response else None, now + 1
+        )
+        return i_res, reply.result, i_msg, reply.answer
