@@ -398,6 +398,7 @@ def _encode_signed(
     hdr: Header,
     payloads: list[Payload],
     creds: Credentials,
+    *,
     sign_type: SignType,
     hash_alg: SignHash,
     extra: bytes = b"",
@@ -676,7 +677,7 @@ class Initiator(_Exchange):
         if cfg.peer_identity:
             body.append(_id_payload(cfg.peer_identity))
         body += [*sps, kemac, chash, pke]
-        return _encode_signed(hdr, body, creds, cfg.sign_type, cfg.sign_hash)
+        return _encode_signed(hdr, body, creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash)
 
     def _build_dh(
         self, hdr: Header, payloads: list[Payload], ids: list[Payload], sps: list[SecurityPolicy]
@@ -694,7 +695,9 @@ class Initiator(_Exchange):
             body: list[Payload] = [*payloads, *ids, *certs]
             if cfg.peer_identity:
                 body.append(_id_payload(cfg.peer_identity))
-            return _encode_signed(hdr, [*body, *sps, dhi], creds, cfg.sign_type, cfg.sign_hash)
+            return _encode_signed(
+                hdr, [*body, *sps, dhi], creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash
+            )
         # DHHMAC (RFC 4650): KEMAC with no keys, MAC over the whole message
         psk = self._psk()
         tk = derive_transport_keys(
@@ -726,7 +729,9 @@ class Initiator(_Exchange):
         body: list[Payload] = [*payloads, *ids, *certs]
         if cfg.peer_identity:
             body.append(_id_payload(cfg.peer_identity))
-        return _encode_signed(hdr, [*body, *sps], creds, cfg.sign_type, cfg.sign_hash)
+        return _encode_signed(
+            hdr, [*body, *sps], creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash
+        )
 
     # -- processing the answer ------------------------------------------------------------
 
@@ -907,10 +912,10 @@ class Initiator(_Exchange):
             keys, _ = _open_kemac(
                 kem,
                 env_key,
-                self._csb_id,
-                self._rand,
-                t.value,
-                cfg,
+                csb_id=self._csb_id,
+                rand=self._rand,
+                ts_value=t.value,
+                cfg=cfg,
                 first=PayloadType.ID,
                 mac_scope_kemac_only=True,
                 msg=msg,
@@ -993,11 +998,11 @@ def _check_leniencies(msg: Message, cfg: ExchangeConfig, *, rekey: bool) -> None
 def _open_kemac(
     kem: Kemac,
     k: bytes | bytearray,
+    *,
     csb_id: int,
     rand: bytes,
     ts_value: bytes,
     cfg: ExchangeConfig,
-    *,
     first: int,
     mac_scope_kemac_only: bool,
     msg: Message,
@@ -1192,10 +1197,10 @@ class Responder(_Exchange):
                 keys, _ = _open_kemac(
                     kem,
                     psk,
-                    msg.csb_id,
-                    rand,
-                    t.value,
-                    cfg,
+                    csb_id=msg.csb_id,
+                    rand=rand,
+                    ts_value=t.value,
+                    cfg=cfg,
                     first=PayloadType.KEY_DATA,
                     mac_scope_kemac_only=False,
                     msg=msg,
@@ -1302,7 +1307,11 @@ class Responder(_Exchange):
                 creds = self._own_creds()
                 certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
                 answer = _encode_signed(
-                    r_hdr, [t_r, *ids, *certs, dhr, dhi], creds, cfg.sign_type, cfg.sign_hash
+                    r_hdr,
+                    [t_r, *ids, *certs, dhr, dhi],
+                    creds,
+                    sign_type=cfg.sign_type,
+                    hash_alg=cfg.sign_hash,
                 )
             else:
                 assert ctx.transport is not None
@@ -1349,7 +1358,12 @@ class Responder(_Exchange):
             certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
             extra = (cfg.identity or "").encode() + t_r.value
             answer = _encode_signed(
-                r_hdr, [t_r, *ids, *certs, kemac, pke], creds, cfg.sign_type, cfg.sign_hash, extra
+                r_hdr,
+                [t_r, *ids, *certs, kemac, pke],
+                creds,
+                sign_type=cfg.sign_type,
+                hash_alg=cfg.sign_hash,
+                extra=extra,
             )
 
         try:
@@ -1415,10 +1429,10 @@ class Responder(_Exchange):
             result = _open_kemac(
                 kem,
                 env_key,
-                msg.csb_id,
-                rand,
-                t.value,
-                cfg,
+                csb_id=msg.csb_id,
+                rand=rand,
+                ts_value=t.value,
+                cfg=cfg,
                 first=PayloadType.ID,
                 mac_scope_kemac_only=True,
                 msg=msg,
@@ -1472,8 +1486,8 @@ class Responder(_Exchange):
                     hdr,
                     payloads,
                     self.config.credentials,
-                    self.config.sign_type,
-                    self.config.sign_hash,
+                    sign_type=self.config.sign_type,
+                    hash_alg=self.config.sign_hash,
                 )
             return Message(hdr, tuple(payloads)).encode()
         except MikeyError:

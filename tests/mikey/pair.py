@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mikey.exchange import (
@@ -24,9 +25,9 @@ ALICE = "sip:alice@example.com"
 BOB = "sip:bob@example.com"
 
 
-def seeded_rng(seed: int):  # type: ignore[no-untyped-def]
-    r = random.Random(seed)
-    return lambda n: r.randbytes(n)
+def seeded_rng(seed: int) -> Callable[[int], bytes]:
+    """Deterministic randomness for reproducible exchanges."""
+    return random.Random(seed).randbytes
 
 
 def configs(mode: Mode, **kw: object) -> tuple[ExchangeConfig, ExchangeConfig]:
