@@ -238,9 +238,9 @@ def test_fuzz_mutated_valid(base: bytes, edits: list[tuple[int, int]], cut: int)
     try:
         for msg in parser.feed(bytes(data[:cut])) + parser.feed(bytes(data[cut:])):
             if isinstance(msg, RtspRequest | RtspResponse):
-                for value in msg.header_all("Transport"):
-                    parse_transports(value)
-                for value in msg.header_all("Session"):
-                    SessionHeader.parse(value)
+                for text in msg.header_all("Transport"):
+                    parse_transports(text)
+                for text in msg.header_all("Session"):
+                    SessionHeader.parse(text)
     except RtspError:
         pass

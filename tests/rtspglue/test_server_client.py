@@ -185,7 +185,11 @@ async def test_protector_is_applied_to_every_packet() -> None:
     @dataclass
     class Tap(ClientHook):
         def unprotector(self, ssrc: int | None) -> Callable[[bytes], bytes]:
-            return lambda packet: wire.append(packet) or packet
+            def tap(packet: bytes) -> bytes:
+                wire.append(packet)
+                return packet
+
+            return tap
 
     async with (
         RtspServer({"/tone": lambda: ToneSource(900)}, keying=hook) as srv,
