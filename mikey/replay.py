@@ -50,6 +50,8 @@ __all__ = [
 NTP_UNIX_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 _ERA = 1 << 32
 _ERA_1_UNIX = _ERA - NTP_UNIX_OFFSET  # 2036-02-07T06:28:16Z
+_FIRST_UNIX = 0x80000000 - NTP_UNIX_OFFSET  # 1968-01-20T03:14:08Z: first readable time
+_END_UNIX = _FIRST_UNIX + _ERA  # 2104-02-26T09:42:24Z: end of the readable range
 _BUCKETS_PER_SKEW = 256
 _MIN_SKEW_FRACTION = 1 / 16
 _SHRINK_FROM = 0.5  # fill ratio from which the effective skew shrinks
@@ -59,9 +61,10 @@ _NTP_TYPES = (TsType.NTP_UTC, TsType.NTP, TsType.NTP_UTC_32)
 def ntp_from_unix(t: float) -> bytes:
     """8-byte NTP timestamp (32-bit seconds since 1900, 32-bit binary fraction) for Unix ``t``.
 
-    Times from 2036-02-07 on wrap into NTP era 1 (RFC 5905 §6).
+    Times from 2036-02-07 on wrap into NTP era 1 (RFC 5905 §6). Only the range that
+    :func:`unix_from_ntp` reads back (1968-01-20 .. 2104-02-26) is accepted.
     """
-    if not math.isfinite(t) or t < -NTP_UNIX_OFFSET or t >= _ERA_1_UNIX + _ERA:
+    if not math.isfinite(t) or not _FIRST_UNIX <= t < _END_UNIX - 1:
         raise TimestampError("time not representable as an NTP timestamp")
     secs = math.floor(t)
     frac = round((t - secs) * _ERA)
