@@ -609,6 +609,8 @@ class UserAgent:
         if request.method == "CANCEL":
             self._spawn(self._cancel_received(request, source))
             return
+        if request.method == "INVITE" and self._late_invite_retransmission(request, source):
+            return
         server = ServerTransaction(request, reliable=self.transport_reliable, timers=self.timers)
         try:
             self.transactions.add(server)
@@ -618,6 +620,21 @@ class UserAgent:
         self._server_dest[server] = source
         self._spawn(self._process(server, server.start(self._now()), source))
         self._spawn(self._dispatch_request(server, request, source))
+
+    def _late_invite_retransmission(self, request: Request, source: Address) -> bool:
+        """An INVITE retransmitted after its server transaction ended on our 2xx (§13.3.1.4).
+
+        The UAS core absorbs it and re-sends the pending 2xx instead of treating it as new.
+        """
+        call = self.calls.get(request.call_id)
+        if call is None or call.is_uac or request.to.tag is not None:
+            return False
+        if call.invite.from_.tag != request.from_.tag or call.invite.cseq != request.cseq:
+            return False
+        pending = call._pending_2xx
+        if pending is not None:
+            self._spawn(self._send(pending.response.encode(), pending.dest))
+        return True
 
     async def _respond(self, tx: ServerTransaction, response: Response) -> None:
         if tx.state == State.TERMINATED:
