@@ -1,1 +1,35 @@
-"""sipglue package."""
+"""sipglue: SDP (RFC 4566/4567/3264), SIP codec, transactions, dialogs and an asyncio UA.
+
+No cryptography lives here; the keying binder (``sipglue.keying``) plugs into
+:class:`~sipglue.ua.OfferAnswerHandler`.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    CallError,
+    DialogError,
+    Rejected,
+    SdpError,
+    SdpNegotiationError,
+    SipError,
+    SipParseError,
+    TransactionError,
+    TransportError,
+)
+from .sdp import KeyMgmtAttr, MediaDescription, SessionDescription
+
+__all__ = [
+    "CallError",
+    "DialogError",
+    "KeyMgmtAttr",
+    "MediaDescription",
+    "Rejected",
+    "SdpError",
+    "SdpNegotiationError",
+    "SessionDescription",
+    "SipError",
+    "SipParseError",
+    "TransactionError",
+    "TransportError",
+]
