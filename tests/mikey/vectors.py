@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
+from cryptography.hazmat.primitives import serialization
 from hypothesis import strategies as st
 
 from mikey.codec import (
@@ -69,6 +70,8 @@ from mikey.registry import (
     SrtpParam,
     TsType,
 )
+
+from .certs import ca
 
 # --- MIKEY-SPEC §4.8: complete MIKEY-PSK exchange (RFC 3830 §3.1) -----------------------------
 
@@ -165,6 +168,11 @@ def genetec_message() -> bytes:
 NTP_2024 = SPEC_T_I
 
 
+def certificate_der() -> bytes:
+    """A real X.509v3 certificate (DER): tshark dissects CERT payloads as X.509."""
+    return ca().cert.public_bytes(serialization.Encoding.DER)
+
+
 def hdr(data_type: DataType, n_cs: int = 1, *, v: bool = False, csb: int = 0x12345678) -> Header:
     entries = tuple(SrtpIdEntry(0, 0xDEADBEEF + i, i) for i in range(n_cs))
     return Header(data_type, csb, entries, v=v)
@@ -201,17 +209,19 @@ def null_tek_salt_message(n_cs: int = 2) -> Message:
 
 
 def pk_message() -> Message:
-    """RFC 3830 §3.2 PK I_MESSAGE: HDR, T, RAND, IDi, CERTi, SP, KEMAC, CHASH, PKE, SIGN."""
+    """RFC 3830 §3.2 PK I_MESSAGE: HDR, T, RAND, IDi, CERTi, SP, KEMAC, PKE, SIGN.
+
+    The optional CHASH is left out: tshark 4.0 stops dissecting at a CHASH payload.
+    """
     return Message(
         hdr(DataType.PK_INIT, v=True),
         (
             Timestamp(TsType.NTP_UTC, NTP_2024),
             Rand(bytes(16)),
             IdPayload(IdType.URI, b"sip:alice@example.org"),
-            Cert(CertType.X509V3_SIGN, bytes(range(256)) * 2),
+            Cert(CertType.X509V3_SIGN, certificate_der()),
             srtp_sp(),
             Kemac(EncrAlg.AES_CM_128, bytes(range(40)), MacAlg.HMAC_SHA_1_160, bytes(20)),
-            Chash(HashFunc.SHA_1, bytes(range(20))),
             Pke(PkeCache.CACHE_FOR_CSB, bytes(range(256))),
             Sign(SignType.RSA_PKCS1_1_5, bytes(range(256))),
         ),
@@ -224,14 +234,19 @@ def dh_message(group: DhGroup, *, resp: bool = False) -> Message:
     dhi = DhPayload(group, bytes([0x5A]) * n)
     body: tuple[Payload, ...]
     if resp:
-        dhr = DhPayload(group, bytes([0xA5]) * n, KeySpi(b"\x00\x00\x00\x07"))
-        body = (Timestamp(TsType.NTP_UTC, NTP_2024), Cert(CertType.X509V3, b"c" * 64), dhr, dhi)
+        dhr = DhPayload(group, bytes([0xA5]) * n)  # no KV: tshark 4.0 stops at DH KV data
+        body = (
+            Timestamp(TsType.NTP_UTC, NTP_2024),
+            Cert(CertType.X509V3, certificate_der()),
+            dhr,
+            dhi,
+        )
     else:
         body = (
             Timestamp(TsType.NTP_UTC, NTP_2024),
             Rand(bytes(16)),
             srtp_sp(),
-            Cert(CertType.X509V3, b"c" * 64),
+            Cert(CertType.X509V3, certificate_der()),
             dhi,
         )
     dt = DataType.DH_RESP if resp else DataType.DH_INIT
@@ -260,7 +275,7 @@ def rsa_r_messages() -> tuple[Message, Message]:
             Timestamp(TsType.NTP_UTC, NTP_2024),
             Rand(bytes(16)),
             IdPayload(IdType.NAI, b"alice@example.org"),
-            Cert(CertType.X509V3, b"x" * 100),
+            Cert(CertType.X509V3, certificate_der()),
             srtp_sp(),
             Sign(SignType.RSA_PKCS1_1_5, b"s" * 128),
         ),
