@@ -857,11 +857,19 @@ class Initiator(_Exchange):
 
     def _verify_v(self, raw: bytes, msg: Message) -> None:
         v = msg.payloads[-1] if msg.payloads else None
-        if not isinstance(v, Verification) or self._transport is None:
+        if (
+            not isinstance(v, Verification)
+            or self._transport is None
+            or v.auth_alg != self._v_alg()
+        ):
             raise AuthenticationError()
         end = len(raw) - len(msg.trailing)
         data = raw[: end - len(v.data)] + self._t_i  # RFC 3830 §5.2: V covers R_MESSAGE || T_i
         crypto.verify_mac(v.auth_alg, self._transport.auth_key, data, v.data)
+
+    def _v_alg(self) -> MacAlg:
+        """V (and authenticated ERR) use the MAC algorithm the transport auth_key was made for."""
+        return MacAlg.HMAC_SHA_1_160 if self.config.mode == Mode.DH else self.config.kemac_mac
 
     def _peer_cert(self, msg: Message, now: float) -> x509.Certificate:
         cfg = self.config
@@ -1224,6 +1232,7 @@ class Responder(_Exchange):
                     minisip_compat=cfg.minisip_compat,
                 )
                 ctx.transport = tk
+                ctx.v_alg = kem.mac_alg
                 crypto.verify_mac(
                     kem.mac_alg,
                     tk.auth_key,
@@ -1231,13 +1240,14 @@ class Responder(_Exchange):
                     kem.mac,
                 )
             if mode == Mode.PSK:
+                ctx.v_alg = MacAlg(kem.mac_alg)
                 ctx.transport = derive_transport_keys(
                     psk,
                     msg.csb_id,
                     rand,
                     PrfFunc(msg.header.prf),
                     EncrAlg.NULL,
-                    MacAlg.HMAC_SHA_1_160,
+                    ctx.v_alg,
                     minisip_compat=cfg.minisip_compat,
                 )
         else:
@@ -1336,6 +1346,7 @@ class Responder(_Exchange):
                     cfg.kemac_mac,
                 )
                 ctx.transport = tk
+                ctx.v_alg = cfg.kemac_mac
                 kv = KeySpi(self.rng(cfg.mki_length)) if cfg.mki_length else None
                 keys = (KeyData(KeyDataType.TGK, bytes(tgk), None, kv),)
                 subs: list[KemacSubPayload] = []
@@ -1439,13 +1450,14 @@ class Responder(_Exchange):
                 raw=raw,
             )
             if isinstance(kem.mac_alg, MacAlg):
+                ctx.v_alg = kem.mac_alg
                 ctx.transport = derive_transport_keys(
                     env_key,
                     msg.csb_id,
                     rand,
                     PrfFunc(msg.header.prf),
                     EncrAlg.NULL,
-                    MacAlg.HMAC_SHA_1_160,
+                    ctx.v_alg,
                 )
         finally:
             _wipe(env_key)
@@ -1453,7 +1465,7 @@ class Responder(_Exchange):
 
     def _v_message(self, hdr: Header, payloads: list[Payload], ctx: _RespCtx) -> bytes:
         assert ctx.transport is not None
-        alg = MacAlg.HMAC_SHA_1_160
+        alg = ctx.v_alg  # the KEMAC's MAC algorithm: the auth_key was derived for it
         maclen = MAC_LENGTH[alg]
         body = Message(hdr, (*payloads, Verification(alg, bytes(maclen)))).encode()[:-maclen]
         return body + crypto.mac(alg, ctx.transport.auth_key, body + ctx.t_i)
@@ -1504,13 +1516,14 @@ def _tgk_from(keys: tuple[KeyData, ...]) -> bytearray | None:
 class _RespCtx:
     """Scratch state of one responder call, wiped on every path."""
 
-    __slots__ = ("authenticated", "msg", "rand", "t_i", "transport")
+    __slots__ = ("authenticated", "msg", "rand", "t_i", "transport", "v_alg")
 
     def __init__(self) -> None:
         self.msg: Message | None = None
         self.t_i = b""
         self.rand = b""
         self.transport: TransportKeys | None = None
+        self.v_alg = MacAlg.HMAC_SHA_1_160
         self.authenticated = False
 
     def wipe(self) -> None:
