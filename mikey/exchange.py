@@ -572,7 +572,7 @@ class Initiator(_Exchange):
         else:
             raw = self._build_rsa_r(hdr, payloads, ids, sps)
         self._i_raw = raw
-        self._i_msg = parse_message(raw)
+        self._i_msg = parse_message(raw, lenient=cfg.lenient)
         return raw
 
     def _psk(self) -> bytes | bytearray:
@@ -995,6 +995,22 @@ def _digest(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()[:16]
 
 
+def _parse_initiator_message(raw: bytes, cfg: ExchangeConfig) -> Message:
+    """Parse an I_MESSAGE; a strict parser still lets a CSB update omit RAND (RFC 3830 §4.5).
+
+    Whether the update really is one (a known CSB ID) is decided later by _check_leniencies.
+    """
+    try:
+        return parse_message(raw, lenient=cfg.lenient)
+    except DecodeError:
+        if cfg.lenient:
+            raise
+        retry = parse_message(raw, lenient=True)
+        if set(retry.leniencies) != {Leniency.PSK_WITHOUT_RAND}:
+            raise
+        return retry
+
+
 def _check_leniencies(msg: Message, cfg: ExchangeConfig, *, rekey: bool) -> None:
     for q in msg.leniencies:
         if q == Leniency.PSK_WITHOUT_RAND and rekey:
@@ -1131,7 +1147,7 @@ class Responder(_Exchange):
         cfg = self.config
         if len(raw) < 10:
             raise DecodeError("message too short for a MIKEY header", 0)
-        msg = parse_message(raw, lenient=cfg.lenient)
+        msg = _parse_initiator_message(raw, cfg)
         ctx.msg = msg
         mode = MODE_OF_INIT.get(msg.data_type)  # type: ignore[call-overload]
         if mode is None:
