@@ -277,6 +277,8 @@ def _cert_uris(cert: x509.Certificate) -> list[str]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return []
+    except ValueError:  # extensions are parsed lazily: a malformed one surfaces here
+        raise CertificateError("certificate extensions are malformed") from None
     return list(san.value.get_values_for_type(x509.UniformResourceIdentifier))
 
 
@@ -439,7 +441,7 @@ def _certs_from(msg: Message) -> list[x509.Certificate]:
     for c in msg.find_all(Cert)[:MAX_CERTS]:
         try:
             out.append(x509.load_der_x509_certificate(c.data))
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise CertificateError("CERT payload is not a DER X.509 certificate") from None
     return out
 
