@@ -592,7 +592,9 @@ class MikeyClientKeying:
             raise KeyMgmtFailure("no keyed session")
         now = self.clock()
         gsa = self.registry.get(self.key)
-        streams = [StreamSpec(ssrc, s.roc, 0) for ssrc, s in gsa.inbound.items()]
+        # A wildcard stream (SSRC 0: keys sent before the server named its SSRC) stays one;
+        # its ROC is the server's to keep (it never resets on a re-key, ONVIF).
+        streams = [StreamSpec(ssrc, s.roc if ssrc else 0, 0) for ssrc, s in gsa.inbound.items()]
         config = self.config
         if config.mode in (Mode.PSK, Mode.PK) and config.verify:
             config = replace(config, verify=False)
