@@ -1,10 +1,306 @@
-"""``mikey derive/offer/answer/finish`` (filled in with the exchanges)."""
+"""``mikey derive/offer/answer/finish``: the exchanges of :mod:`mikey.exchange` from a shell.
+
+``offer`` builds an I_MESSAGE; with ``--state FILE`` it saves what ``finish`` needs to process
+the answer later. The state file (mode 0600) holds the command-line options, the time of the
+offer and a 32-byte random seed. The initiator's randomness is a deterministic stream drawn
+from that seed, so ``finish`` rebuilds the identical pending initiator by running ``start()``
+again: CSB ID, RAND, TGK, envelope key and a DH private exponent are all re-derived from the
+seed. The file is therefore as secret as the keys it leads to (and as the PSK it may name);
+delete it after ``finish``.
+
+Exit status 2 with a JSON ``{"error", "error_no", "answer"}`` on stdout means the exchange was
+refused; ``answer`` is the MIKEY error message to send back, when there is one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .cli import CliError, mikey_bytes_from_text, read_input
+from .errors import MikeyError
+from .exchange import ExchangeCompleted, ExchangeConfig, Initiator, Responder, StreamSpec
+from .keying import KeyingResult, Mode
+from .pki import Credentials, StaticPskStore, TrustStore, load_certificates
+from .prf import KeyConst, prf
+from .prf import label as prf_label
+from .registry import PrfFunc
+from .replay import ReplayGuard, TimestampPolicy
+
+_STATE_VERSION = 1
+_SEED_LENGTH = 32
+_CONSTS = {
+    "tek": KeyConst.TEK,
+    "salt": KeyConst.SALT,
+    "auth": KeyConst.AUTH,
+    "encr": KeyConst.ENCR,
+}
+_PRFS = {"mikey-1": PrfFunc.MIKEY_1, "hmac-sha-256": PrfFunc.PRF_HMAC_SHA_256}
+_MODES = {m.value: m for m in Mode}
+# Options saved in the state file and replayed by ``finish`` (credentials by path or value).
+_SAVED = ("mode", "psk", "cert", "key", "ca", "peer_cert", "identity", "peer_identity",
+          "ssrc", "verify", "skew", "allow_null")  # fmt: skip
+
+
+class SeededRng:
+    """A deterministic byte stream from a seed (SHAKE-256 in counter mode)."""
+
+    __slots__ = ("_counter", "_seed")
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+        self._counter = 0
+
+    def __call__(self, n: int) -> bytes:
+        block = hashlib.shake_256(self._seed + self._counter.to_bytes(8, "big")).digest(n)
+        self._counter += 1
+        return block
+
+
+def _hex(text: str, what: str) -> bytes:
+    t = text.strip()
+    if t.lower().startswith("0x"):
+        t = t[2:]
+    try:
+        return bytes.fromhex(t)
+    except ValueError:
+        raise CliError(f"{what} is not hex") from None
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise CliError(f"{what} is not an integer") from None
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _psk(value: str) -> bytes:
+    if value.startswith("@"):
+        text = _read(value[1:], "PSK file").decode("ascii", "replace")
+        return _hex(text, "PSK file content")
+    return _hex(value, "--psk")
+
+
+# --- derive -------------------------------------------------------------------------------------
+
+
+def _cmd_derive(args: argparse.Namespace) -> int:
+    const_text = args.const.lower()
+    const = _CONSTS.get(const_text)
+    value = int(const) if const is not None else _int(const_text, "--const")
+    if not const_text.startswith("0x") and const is None:
+        raise CliError("--const must be tek, salt, auth, encr or 0xHEX")
+    inkey = _hex(args.inkey, "--inkey")
+    rand = _hex(args.rand, "--rand")
+    csb = int.from_bytes(_hex(args.csb_id, "--csb-id"), "big")
+    out = prf(inkey, prf_label(value, args.cs_id, csb, rand), args.length, _PRFS[args.prf])
+    print(bytes(out).hex())
+    return 0
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def _config(opts: dict[str, Any]) -> ExchangeConfig:
+    mode = _MODES[opts["mode"]]
+    kw: dict[str, Any] = {
+        "mode": mode,
+        "identity": opts.get("identity"),
+        "peer_identity": opts.get("peer_identity"),
+        "verify": bool(opts.get("verify")),
+        "replay": ReplayGuard(TimestampPolicy(skew=float(opts.get("skew") or 300.0))),
+    }
+    if opts.get("psk"):
+        kw["psk"] = StaticPskStore({}, default=_psk(opts["psk"]))
+    if opts.get("cert") or opts.get("key"):
+        if not (opts.get("cert") and opts.get("key")):
+            raise CliError("--cert and --key go together")
+        try:
+            kw["credentials"] = Credentials.from_pem(
+                _read(opts["key"], "key"), _read(opts["cert"], "certificate")
+            )
+        except MikeyError as exc:
+            raise CliError(str(exc)) from None
+    if opts.get("ca"):
+        kw["trust"] = TrustStore.from_pem(_read(opts["ca"], "CA file"))
+    if opts.get("peer_cert"):
+        certs = load_certificates(_read(opts["peer_cert"], "peer certificate"))
+        if not certs:
+            raise CliError("--peer-cert holds no certificate")
+        kw["peer_certificate"] = certs[0]
+    if opts.get("allow_null"):
+        kw["allow_null_kemac"] = True
+    return ExchangeConfig(**kw)
+
+
+def _now(args: argparse.Namespace) -> float:
+    return float(args.now) if args.now is not None else time.time()
+
+
+def _streams(ssrc: str | None) -> tuple[StreamSpec, ...]:
+    if not ssrc:
+        return (StreamSpec(),)
+    return tuple(StreamSpec(_int(s, "--ssrc"), 0, 0) for s in ssrc.split(",") if s.strip())
+
+
+def _data_sa(result: KeyingResult, show_keys: bool) -> list[dict[str, Any]]:
+    out = []
+    for e in result.data_sa:
+        row: dict[str, Any] = {
+            "cs_id": e.cs_id,
+            "ssrc": e.ssrc,
+            "roc": e.roc,
+            "policy": e.policy.profile_name,
+            "mki": None if e.mki is None else e.mki.hex(),
+        }
+        if show_keys:
+            row["master_key"] = bytes(e.master_key).hex()
+            row["master_salt"] = bytes(e.master_salt).hex()
+        out.append(row)
+    return out
+
+
+def _refused(exc: MikeyError, answer: bytes | None) -> int:
+    print(
+        json.dumps(
+            {
+                "error": exc.error_no.name,
+                "error_no": int(exc.error_no),
+                "detail": type(exc).__name__,
+                "answer": None if answer is None else base64.b64encode(answer).decode("ascii"),
+            }
+        )
+    )
+    return 2
+
+
+# --- offer / finish -------------------------------------------------------------------------------
+
+
+def _opts(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k, None) for k in _SAVED}
+
+
+def _write_state(path: str, state: dict[str, Any]) -> None:
+    data = json.dumps(state).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise CliError(f"cannot write state file {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _cmd_offer(args: argparse.Namespace) -> int:
+    opts = _opts(args)
+    cfg = _config(opts)
+    seed = os.urandom(_SEED_LENGTH)
+    now = _now(args)
+    i_msg = Initiator(cfg, SeededRng(seed)).start(now, _streams(args.ssrc))
+    if args.state:
+        _write_state(
+            args.state, {"version": _STATE_VERSION, "opts": opts, "seed": seed.hex(), "now": now}
+        )
+    print(base64.b64encode(i_msg).decode("ascii"))
+    return 0
+
+
+def _cmd_finish(args: argparse.Namespace) -> int:
+    try:
+        state = json.loads(_read(args.state, "state file"))
+        if state.get("version") != _STATE_VERSION:
+            raise CliError("unsupported state file version")
+        opts, seed, then = state["opts"], bytes.fromhex(state["seed"]), float(state["now"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CliError("state file is malformed") from None
+    initiator = Initiator(_config(opts), SeededRng(seed))
+    initiator.start(then, _streams(opts.get("ssrc")))
+    text = read_input(args.input)
+    data = mikey_bytes_from_text(text) if text.strip() else None
+    try:
+        result = initiator.finish(data, _now(args))
+    except CliError:
+        raise
+    except MikeyError as exc:
+        return _refused(exc, None)
+    print(json.dumps({"data_sa": _data_sa(result, args.show_keys)}))
+    return 0
+
+
+def _cmd_answer(args: argparse.Namespace) -> int:
+    cfg = _config(_opts(args))
+    data = mikey_bytes_from_text(read_input(args.input))
+    local = [s.ssrc for s in _streams(args.ssrc)] if args.ssrc else []
+    reply = Responder(cfg).respond(data, _now(args), local_ssrcs=local)
+    if not isinstance(reply, ExchangeCompleted):
+        return _refused(reply.error, reply.answer)
+    answer = None if reply.answer is None else base64.b64encode(reply.answer).decode("ascii")
+    print(json.dumps({"answer": answer, "data_sa": _data_sa(reply.result, args.show_keys)}))
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def _exchange_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=sorted(_MODES), default="psk", help="key exchange method")
+    p.add_argument("--psk", help="pre-shared key: HEX or @file holding hex")
+    p.add_argument("--cert", help="own certificate chain (PEM, leaf first)")
+    p.add_argument("--key", help="own RSA private key (PEM)")
+    p.add_argument("--ca", help="trusted CA certificates (PEM)")
+    p.add_argument("--peer-cert", help="the peer's certificate (PEM; PK initiator encrypts to it)")
+    p.add_argument("--identity", help="own identity URI")
+    p.add_argument("--peer-identity", help="the peer's identity URI")
+    p.add_argument("--allow-null", action="store_true", help="accept NULL KEMAC (RTSPS only)")
+    p.add_argument("--now", type=float, help="Unix time to use instead of the clock")
+    p.add_argument("--skew", type=float, default=300.0, help="accepted clock skew in seconds")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the exchange subcommands to the ``mikey`` parser."""
-    del sub  # replaced when the exchanges land
+    p = sub.add_parser("derive", help="evaluate the MIKEY PRF (RFC 3830 §4.1.2)")
+    p.add_argument("--prf", choices=sorted(_PRFS), default="mikey-1")
+    p.add_argument("--inkey", required=True, help="PRF input key (hex)")
+    p.add_argument("--const", required=True, help="tek, salt, auth, encr or 0xHEX")
+    p.add_argument("--cs-id", type=int, default=0, help="crypto session ID (0..255)")
+    p.add_argument("--csb-id", required=True, help="CSB ID (hex, 4 bytes)")
+    p.add_argument("--rand", required=True, help="RAND (hex)")
+    p.add_argument("--length", type=int, required=True, help="output length in bytes")
+    p.set_defaults(func=_cmd_derive)
+
+    p = sub.add_parser("offer", help="build an I_MESSAGE (initiator)")
+    _exchange_options(p)
+    p.add_argument("--ssrc", help="SSRC[,SSRC...] of the crypto sessions (0 = peer fills)")
+    p.add_argument("--v", dest="verify", action="store_true", help="ask for a verification")
+    p.add_argument("--state", help="save the pending initiator here (mode 0600) for finish")
+    p.set_defaults(func=_cmd_offer)
+
+    p = sub.add_parser("answer", help="process an I_MESSAGE and print the answer (responder)")
+    _exchange_options(p)
+    p.add_argument("--ssrc", help="local SSRCs filling the sessions offered with SSRC 0")
+    p.add_argument("--show-keys", action="store_true", help="print master keys and salts")
+    p.add_argument("input", nargs="?", help="base64, hex, a=key-mgmt line, KeyMgmt header, or -")
+    p.set_defaults(func=_cmd_answer, verify=False)
+
+    p = sub.add_parser("finish", help="process the answer to an offer (initiator)")
+    p.add_argument("--state", required=True, help="state file written by offer --state")
+    p.add_argument("--now", type=float, help="Unix time to use instead of the clock")
+    p.add_argument("--show-keys", action="store_true", help="print master keys and salts")
+    p.add_argument("input", nargs="?", help="the answer (empty when none is expected), or -")
+    p.set_defaults(func=_cmd_finish)
