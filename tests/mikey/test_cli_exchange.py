@@ -47,7 +47,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def creds(mode: str, who: str, pki: dict[str, str]) -> list[str]:
-    me, peer = ("alice", "bob") if who == "i" else ("bob", "alice")
+    me, _peer = ("alice", "bob") if who == "i" else ("bob", "alice")
     args = ["--mode", mode, "--now", str(NOW)]
     if mode in ("psk", "dhhmac"):
         args += ["--psk", PSK_HEX]
@@ -69,7 +69,7 @@ def creds(mode: str, who: str, pki: dict[str, str]) -> list[str]:
         ("dh", False),
         ("dhhmac", False),
         ("rsa-r", False),
-    ],  # fmt: skip
+    ],
 )
 def test_offer_answer_finish(mode: str, verify: bool, pki: dict[str, str], tmp_path: Path) -> None:
     state = tmp_path / "state.json"
@@ -92,7 +92,7 @@ def test_offer_answer_finish(mode: str, verify: bool, pki: dict[str, str], tmp_p
             str(NOW + 1),
             "--show-keys",
             answered["answer"] or "",
-        ).stdout  # fmt: skip
+        ).stdout
     )
     r_sa, i_sa = answered["data_sa"], finished["data_sa"]
     assert len(r_sa) == len(i_sa) == 2
