@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
@@ -88,20 +88,30 @@ class Reader:
     def remaining(self) -> int:
         return self.end - self.pos
 
+    def _short(self, n: int, what: str) -> DecodeError:
+        return DecodeError(
+            f"truncated {what}: need {n} bytes, {self.end - self.pos} left", self.pos
+        )
+
     def _need(self, n: int, what: str) -> int:
-        if n < 0 or self.pos + n > self.end:
-            raise DecodeError(
-                f"truncated {what}: need {n} bytes, {self.end - self.pos} left", self.pos
-            )
         start = self.pos
-        self.pos += n
+        if n < 0 or start + n > self.end:
+            raise self._short(n, what)
+        self.pos = start + n
         return start
 
     def u8(self, what: str) -> int:
-        return self.data[self._need(1, what)]
+        p = self.pos
+        if p >= self.end:
+            raise self._short(1, what)
+        self.pos = p + 1
+        return self.data[p]
 
     def u16(self, what: str) -> int:
-        p = self._need(2, what)
+        p = self.pos
+        if p + 2 > self.end:
+            raise self._short(2, what)
+        self.pos = p + 2
         return (self.data[p] << 8) | self.data[p + 1]
 
     def u32(self, what: str) -> int:
@@ -109,12 +119,36 @@ class Reader:
         return int.from_bytes(self.data[p : p + 4], "big")
 
     def take(self, n: int, what: str) -> bytes:
-        p = self._need(n, what)
-        return bytes(self.data[p : p + n])
+        p = self.pos
+        if n < 0 or p + n > self.end:
+            raise self._short(n, what)
+        self.pos = p + n
+        return self.data[p : p + n]
+
+    def unpack(self, st: struct.Struct, what: str) -> tuple[int, ...]:
+        """A fixed-size big-endian record (a precompiled struct)."""
+        return st.unpack_from(self.data, self._need(st.size, what))
+
+    def tlvs(self, what: str) -> list[tuple[int, int, bytes]]:
+        """All (offset, type, value) TLVs up to the end (8-bit type and length, RFC 3830 §6.10)."""
+        data, p, end = self.data, self.pos, self.end
+        out: list[tuple[int, int, bytes]] = []
+        while p < end:
+            if p + 2 > end:
+                self.pos = p
+                raise self._short(2, f"{what} type/length")
+            q = p + 2 + data[p + 1]
+            if q > end:
+                self.pos = p + 2
+                raise self._short(q - p - 2, f"{what} value")
+            out.append((p, data[p], data[p + 2 : q]))
+            p = q
+        self.pos = p
+        return out
 
     def rest(self) -> bytes:
         p = self._need(self.remaining, "rest")
-        return bytes(self.data[p : self.end])
+        return self.data[p : self.end]
 
 
 class _Ctx:
@@ -137,19 +171,19 @@ _E = TypeVar("_E", bound=enum.IntEnum)
 
 
 def _enum(cls: type[_E], value: int, what: str, ctx: _Ctx, offset: int) -> _E | int:
-    try:
-        return cls(value)
-    except ValueError:
+    member: _E | None = cls._value2member_map_.get(value)  # type: ignore[assignment]
+    if member is None:
         ctx.allow(Leniency.RESERVED_VALUE, f"unknown {what} {value}", offset)
         return value
+    return member
 
 
 def _strict_enum(cls: type[_E], value: int, what: str, offset: int) -> _E:
     """For code points that determine framing: unknown means the length is unknown."""
-    try:
-        return cls(value)
-    except ValueError:
-        raise DecodeError(f"unsupported {what} {value}", offset) from None
+    member: _E | None = cls._value2member_map_.get(value)  # type: ignore[assignment]
+    if member is None:
+        raise DecodeError(f"unsupported {what} {value}", offset)
+    return member
 
 
 def _u8(v: int, what: str) -> int:
@@ -276,28 +310,39 @@ def _parse_header(
     r: Reader, ctx: _Ctx, map_padding: bool = False
 ) -> tuple[Header, int, Opaque | None]:
     start = r.pos
-    version = r.u8("HDR version")
-    if version != 1:
-        raise DecodeError(f"unsupported MIKEY version {version}", start)
-    dt_raw = r.u8("HDR data type")
+    if r.end - start >= 10:  # the fixed part of HDR in one precompiled unpack
+        version, dt_raw, next_type, vp, csb_id, count, map_type_raw = r.unpack(_HDR, "HDR")
+        if version != 1:
+            raise DecodeError(f"unsupported MIKEY version {version}", start)
+    else:  # field by field, so a short header reports which field is missing
+        version = r.u8("HDR version")
+        if version != 1:
+            raise DecodeError(f"unsupported MIKEY version {version}", start)
+        dt_raw = r.u8("HDR data type")
+        next_type = r.u8("HDR next payload")
+        vp = r.u8("HDR V/PRF")
+        csb_id = r.u32("CSB ID")
+        count = r.u8("#CS")
+        map_type_raw = r.u8("CS ID map type")
+    map_off = start + 9
     data_type = _enum(DataType, dt_raw, "data type", ctx, start + 1)
-    next_type = r.u8("HDR next payload")
-    vp = r.u8("HDR V/PRF")
     prf = _enum(PrfFunc, vp & 0x7F, "PRF func", ctx, start + 3)
-    csb_id = r.u32("CSB ID")
-    count = r.u8("#CS")
-    map_off = r.pos
-    map_type_raw = r.u8("CS ID map type")
     map_type = _enum(CsIdMapType, map_type_raw, "CS ID map type", ctx, map_off)
     entries: list[CsMapEntry] = []
     padding = b""
     tail: Opaque | None = None
-    if map_type == CsIdMapType.SRTP_ID:
-        for _ in range(count):
-            policy_no = r.u8("SRTP-ID policy no")
-            ssrc = r.u32("SRTP-ID SSRC")
-            roc = r.u32("SRTP-ID ROC")
-            entries.append(SrtpIdEntry(policy_no, ssrc, roc))
+    if map_type_raw == 0:  # SRTP-ID (RFC 3830 §6.1.1)
+        if r.end - r.pos >= 9 * count:
+            unpack = _SRTP_ID.unpack_from
+            data, pos = r.data, r._need(9 * count, "SRTP-ID map")
+            for i in range(pos, pos + 9 * count, 9):
+                entries.append(SrtpIdEntry(*unpack(data, i)))
+        else:
+            for _ in range(count):
+                policy_no = r.u8("SRTP-ID policy no")
+                ssrc = r.u32("SRTP-ID SSRC")
+                roc = r.u32("SRTP-ID ROC")
+                entries.append(SrtpIdEntry(policy_no, ssrc, roc))
     elif map_type == CsIdMapType.GENERIC_ID:
         for _ in range(count):
             entries.append(_parse_generic(r))
@@ -930,7 +975,7 @@ def _parse_kemac(r: Reader, ctx: _Ctx, data_type: int) -> tuple[Kemac, int]:
     mac_alg = _strict_enum(MacAlg, r.u8("KEMAC MAC alg"), "MAC alg", mac_off)
     mac = r.take(MAC_LENGTH[mac_alg], "KEMAC MAC")
     plain: tuple[KemacSubPayload, ...] | None = None
-    if encr_alg == EncrAlg.NULL:
+    if ea == 0:  # NULL encryption: the key data is in clear
         plain = _parse_null_plaintext(data, ctx, data_type, start + 4)
     return Kemac(encr_alg, data, mac_alg, mac, plain), nxt
 
@@ -1014,123 +1059,211 @@ def _parse_id(r: Reader) -> tuple[IdPayload, int]:
     return IdPayload(id_type, data), nxt
 
 
-def _parse_payload(r: Reader, ptype: int, ctx: _Ctx, hdr: Header) -> tuple[Payload, int]:
-    start = r.pos
-    if ptype == PayloadType.KEMAC:
-        return _parse_kemac(r, ctx, int(hdr.data_type))
-    if ptype == PayloadType.SIGN:
-        v = r.u16("SIGN header")
-        st = _enum(SignType, v >> 12, "S type", ctx, start)
-        return Sign(st, r.take(v & 0x0FFF, "signature")), PayloadType.LAST
+_Parsed = tuple[Payload, int]
+_NTP_TYPES = (TsType.NTP_UTC, TsType.NTP)
+
+
+def _p_kemac(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    return _parse_kemac(r, ctx, int(hdr.data_type))
+
+
+def _p_sign(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    v = r.u16("SIGN header")
+    st = _enum(SignType, v >> 12, "S type", ctx, start)
+    return Sign(st, r.take(v & 0x0FFF, "signature")), 0  # SIGN is last (RFC 3830 §6.5)
+
+
+def _p_t(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
     nxt = r.u8("next payload")
-    if ptype == PayloadType.T:
-        tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 1)
-        value = r.take(TS_LENGTH[tt], "TS value")
-        if tt in (TsType.NTP_UTC, TsType.NTP) and not ntp_plausible(value):
-            ctx.allow(Leniency.NON_NTP_TIMESTAMP, "T value is not a plausible NTP time", start + 2)
-        return Timestamp(tt, value), nxt
-    if ptype == PayloadType.RAND:
-        n = r.u8("RAND length")
-        if n == 0:
-            raise DecodeError("empty RAND", start + 1)
-        return Rand(r.take(n, "RAND")), nxt
-    if ptype == PayloadType.SP:
-        return _parse_sp(r, ctx, start, nxt)
-    if ptype == PayloadType.PKE:
-        v = r.u16("PKE C/length")
-        cache = _enum(PkeCache, v >> 14, "PKE C", ctx, start + 1)
-        return Pke(cache, r.take(v & 0x3FFF, "PKE data")), nxt
-    if ptype == PayloadType.DH:
-        group = _strict_enum(DhGroup, r.u8("DH group"), "DH group", start + 1)
-        value = r.take(DH_VALUE_LENGTH[group], "DH value")
-        kvo = r.pos
-        kvb = r.u8("DH KV")
-        if kvb & 0xF0:
-            raise DecodeError("DH reserved bits set", kvo)
-        return DhPayload(group, value, _parse_kv(r, kvb & 0x0F, kvo)), nxt
-    if ptype == PayloadType.ID:
-        r.pos = start
-        return _parse_id(r)
-    if ptype == PayloadType.IDR:
-        role = _enum(IdRole, r.u8("ID role"), "ID role", ctx, start + 1)
-        it = _enum(IdType, r.u8("ID type"), "ID type", ctx, start + 2)
-        return IdrPayload(role, it, r.take(r.u16("ID length"), "ID data")), nxt
-    if ptype == PayloadType.CERT:
-        ct = _enum(CertType, r.u8("cert type"), "cert type", ctx, start + 1)
-        return Cert(ct, r.take(r.u16("cert length"), "certificate")), nxt
-    if ptype == PayloadType.CHASH:
-        hf = _strict_enum(HashFunc, r.u8("hash func"), "hash function", start + 1)
-        return Chash(hf, r.take(HASH_LENGTH[hf], "hash")), nxt
-    if ptype == PayloadType.V:
-        aa = _strict_enum(MacAlg, r.u8("V auth alg"), "V auth alg", start + 1)
-        return Verification(aa, r.take(MAC_LENGTH[aa], "V data")), nxt
-    if ptype == PayloadType.ERR:
-        en = _enum(ErrorNo, r.u8("error no"), "error no", ctx, start + 1)
-        reserved = r.u16("ERR reserved")
-        if reserved:
-            ctx.allow(Leniency.RESERVED_VALUE, "ERR reserved field not zero", start + 2)
-        return Err(en, reserved), nxt
-    if ptype == PayloadType.GENERAL_EXT:
-        et = _enum(GeneralExtType, r.u8("ext type"), "general extension type", ctx, start + 1)
-        return GeneralExt(et, r.take(r.u16("ext length"), "extension data")), nxt
-    if ptype == PayloadType.TR:
-        role = r.u8("TS role")
-        tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 2)
-        return TimestampRole(role, tt, r.take(TS_LENGTH[tt], "TS value")), nxt
-    if ptype == PayloadType.RANDR:
-        role = r.u8("RAND role")
-        n = r.u8("RAND length")
-        if n == 0:
-            raise DecodeError("empty RANDR", start + 2)
-        return RandRole(role, r.take(n, "RAND")), nxt
-    if ptype == PayloadType.SAKKE:
-        params = r.u8("SAKKE params")
-        scheme = r.u8("SAKKE ID scheme")
-        return Sakke(params, scheme, r.take(r.u16("SAKKE length"), "SAKKE data")), nxt
-    raise DecodeError(f"unsupported payload type {ptype}", start)
+    tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 1)
+    value = r.take(TS_LENGTH[tt], "TS value")
+    if tt in _NTP_TYPES and not ntp_plausible(value):
+        ctx.allow(Leniency.NON_NTP_TIMESTAMP, "T value is not a plausible NTP time", start + 2)
+    return Timestamp(tt, value), nxt
+
+
+def _p_rand(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    n = r.u8("RAND length")
+    if n == 0:
+        raise DecodeError("empty RAND", start + 1)
+    return Rand(r.take(n, "RAND")), nxt
+
+
+def _p_sp(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    return _parse_sp(r, ctx, start, r.u8("next payload"))
+
+
+def _p_pke(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    v = r.u16("PKE C/length")
+    cache = _enum(PkeCache, v >> 14, "PKE C", ctx, start + 1)
+    return Pke(cache, r.take(v & 0x3FFF, "PKE data")), nxt
+
+
+def _p_dh(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    group = _strict_enum(DhGroup, r.u8("DH group"), "DH group", start + 1)
+    value = r.take(DH_VALUE_LENGTH[group], "DH value")
+    kvo = r.pos
+    kvb = r.u8("DH KV")
+    if kvb & 0xF0:
+        raise DecodeError("DH reserved bits set", kvo)
+    return DhPayload(group, value, _parse_kv(r, kvb & 0x0F, kvo)), nxt
+
+
+def _p_id(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    return _parse_id(r)
+
+
+def _p_idr(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    role = _enum(IdRole, r.u8("ID role"), "ID role", ctx, start + 1)
+    it = _enum(IdType, r.u8("ID type"), "ID type", ctx, start + 2)
+    return IdrPayload(role, it, r.take(r.u16("ID length"), "ID data")), nxt
+
+
+def _p_cert(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    ct = _enum(CertType, r.u8("cert type"), "cert type", ctx, start + 1)
+    return Cert(ct, r.take(r.u16("cert length"), "certificate")), nxt
+
+
+def _p_chash(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    hf = _strict_enum(HashFunc, r.u8("hash func"), "hash function", start + 1)
+    return Chash(hf, r.take(HASH_LENGTH[hf], "hash")), nxt
+
+
+def _p_v(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    aa = _strict_enum(MacAlg, r.u8("V auth alg"), "V auth alg", start + 1)
+    return Verification(aa, r.take(MAC_LENGTH[aa], "V data")), nxt
+
+
+def _p_err(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    en = _enum(ErrorNo, r.u8("error no"), "error no", ctx, start + 1)
+    reserved = r.u16("ERR reserved")
+    if reserved:
+        ctx.allow(Leniency.RESERVED_VALUE, "ERR reserved field not zero", start + 2)
+    return Err(en, reserved), nxt
+
+
+def _p_general_ext(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    et = _enum(GeneralExtType, r.u8("ext type"), "general extension type", ctx, start + 1)
+    return GeneralExt(et, r.take(r.u16("ext length"), "extension data")), nxt
+
+
+def _p_tr(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    role = r.u8("TS role")
+    tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 2)
+    return TimestampRole(role, tt, r.take(TS_LENGTH[tt], "TS value")), nxt
+
+
+def _p_randr(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    role = r.u8("RAND role")
+    n = r.u8("RAND length")
+    if n == 0:
+        raise DecodeError("empty RANDR", start + 2)
+    return RandRole(role, r.take(n, "RAND")), nxt
+
+
+def _p_sakke(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+    nxt = r.u8("next payload")
+    params = r.u8("SAKKE params")
+    scheme = r.u8("SAKKE ID scheme")
+    return Sakke(params, scheme, r.take(r.u16("SAKKE length"), "SAKKE data")), nxt
+
+
+# The next-payload registry that drives the chain (RFC 3830 §6.1 table; RFC 6043; RFC 6509).
+_PAYLOAD_PARSERS: dict[int, Callable[[Reader, _Ctx, Header, int], _Parsed]] = {
+    PayloadType.KEMAC: _p_kemac,
+    PayloadType.PKE: _p_pke,
+    PayloadType.DH: _p_dh,
+    PayloadType.SIGN: _p_sign,
+    PayloadType.T: _p_t,
+    PayloadType.ID: _p_id,
+    PayloadType.CERT: _p_cert,
+    PayloadType.CHASH: _p_chash,
+    PayloadType.V: _p_v,
+    PayloadType.SP: _p_sp,
+    PayloadType.RAND: _p_rand,
+    PayloadType.ERR: _p_err,
+    PayloadType.TR: _p_tr,
+    PayloadType.IDR: _p_idr,
+    PayloadType.RANDR: _p_randr,
+    PayloadType.GENERAL_EXT: _p_general_ext,
+    PayloadType.SAKKE: _p_sakke,
+}
+
+
+def _parse_payload(r: Reader, ptype: int, ctx: _Ctx, hdr: Header) -> tuple[Payload, int]:
+    parser = _PAYLOAD_PARSERS.get(ptype)
+    if parser is None:
+        raise DecodeError(f"unsupported payload type {ptype}", r.pos)
+    return parser(r, ctx, hdr, r.pos)
 
 
 def _parse_sp(r: Reader, ctx: _Ctx, start: int, nxt: int) -> tuple[SecurityPolicy, int]:
     policy_no = r.u8("SP policy no")
     prot = _enum(ProtType, r.u8("SP prot type"), "SP prot type", ctx, start + 2)
     n = r.u16("SP param length")
-    sub = Reader(r.data, r.pos, r.pos + n)
-    r._need(n, "SP params")
-    params: list[SpParam] = []
-    seen: set[int] = set()
-    while sub.remaining:
-        off = sub.pos
-        ptype = sub.u8("SP param type")
-        plen = sub.u8("SP param length")
-        value = sub.take(plen, "SP param value")
-        if prot == ProtType.SRTP:
-            if ptype not in _SRTP_PARAMS:
-                ctx.allow(Leniency.RESERVED_VALUE, f"unknown SRTP policy parameter {ptype}", off)
-            elif ptype == SrtpParam.KEY_DERIVATION_RATE:
-                if not 1 <= plen <= 4:
-                    raise DecodeError("key derivation rate must be 1..4 bytes", off + 1)
-            elif ptype in _SRTP_PARAM_ONE_BYTE and plen != 1:
-                raise DecodeError(f"SRTP parameter {ptype} must be 1 byte, not {plen}", off + 1)
-            if ptype in seen:
-                raise DecodeError(f"SRTP parameter {ptype} repeated", off)
-            seen.add(ptype)
-        params.append(SpParam(ptype, value))
-    if len(params) > 64:
+    base = r._need(n, "SP params")
+    tlvs = Reader(r.data, base, base + n).tlvs("SP param")
+    if len(tlvs) > 64:
         raise DecodeError("too many SP parameters", start)
-    sp = SecurityPolicy(policy_no, prot, tuple(params))
     if prot == ProtType.SRTP:
-        auth_len = sp.get(SrtpParam.AUTH_KEY_LEN)
-        if (
-            auth_len is not None
-            and auth_len.int_value in (4, 10)
-            and sp.get(SrtpParam.AUTH_TAG_LEN) is None
-        ):
+        _check_srtp_params(tlvs, ctx, start)
+    return SecurityPolicy(policy_no, prot, tuple([_sp_param(t, v) for _, t, v in tlvs])), nxt
+
+
+_SP_PARAM_CACHE: dict[tuple[int, bytes], SpParam] = {}
+
+
+def _sp_param(ptype: int, value: bytes) -> SpParam:
+    """SpParam is immutable: 1-byte parameters (at most 256 x 256 of them) are shared."""
+    if len(value) != 1:
+        return SpParam(ptype, value)
+    key = (ptype, value)
+    p = _SP_PARAM_CACHE.get(key)
+    if p is None:
+        p = _SP_PARAM_CACHE[key] = SpParam(ptype, value)
+    return p
+
+
+_KDR = int(SrtpParam.KEY_DERIVATION_RATE)
+_AUTH_KEY_LEN = int(SrtpParam.AUTH_KEY_LEN)
+_AUTH_TAG_LEN = int(SrtpParam.AUTH_TAG_LEN)
+
+
+def _check_srtp_params(tlvs: list[tuple[int, int, bytes]], ctx: _Ctx, start: int) -> None:
+    """RFC 3830 §6.10.1: registered types, 1-byte values (KDR 1..4), no repeats."""
+    seen: set[int] = set()
+    for off, ptype, value in tlvs:
+        plen = len(value)
+        if ptype not in _SRTP_PARAMS:
+            ctx.allow(Leniency.RESERVED_VALUE, f"unknown SRTP policy parameter {ptype}", off)
+        elif ptype == _KDR:
+            if not 1 <= plen <= 4:
+                raise DecodeError("key derivation rate must be 1..4 bytes", off + 1)
+        elif plen != 1:
+            raise DecodeError(f"SRTP parameter {ptype} must be 1 byte, not {plen}", off + 1)
+        if ptype in seen:
+            raise DecodeError(f"SRTP parameter {ptype} repeated", off)
+        seen.add(ptype)
+    # GStreamer writes the SRTP tag length (4/10) in param 3 and omits param 11 (MIKEY-SPEC §10).
+    if _AUTH_KEY_LEN in seen and _AUTH_TAG_LEN not in seen:
+        auth_len = next(v for _, t, v in tlvs if t == _AUTH_KEY_LEN)[0]
+        if auth_len in (4, 10):
             ctx.allow(
                 Leniency.SRTP_TAG_IN_AUTH_KEY_LEN,
-                f"session auth key length {auth_len.int_value} looks like an SRTP tag length",
+                f"session auth key length {auth_len} looks like an SRTP tag length",
                 start,
             )
-    return sp, nxt
 
 
 # --------------------------------------------------------------------------------------------
@@ -1273,18 +1406,20 @@ def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
     if tail is not None:
         payloads.append(tail)
         nxt = PayloadType.LAST
-    while nxt != PayloadType.LAST:
+    parsers = _PAYLOAD_PARSERS
+    while nxt:  # 0 = last payload
         if len(payloads) >= MAX_PAYLOADS:
             raise DecodeError("too many payloads", r.pos)
-        if nxt == PayloadType.KEY_DATA:
-            raise DecodeError("key data outside KEMAC", r.pos)
-        if nxt not in _PARSERS:
+        parser = parsers.get(nxt)
+        if parser is None:
+            if nxt == PayloadType.KEY_DATA:
+                raise DecodeError("key data outside KEMAC", r.pos)
             ctx.allow(Leniency.UNKNOWN_PAYLOAD, f"unsupported payload type {nxt}", r.pos)
             payloads.append(Opaque(nxt, r.rest()))
             break
-        if r.remaining == 0:
+        if r.pos >= r.end:
             raise DecodeError(f"truncated: payload type {nxt} announced but missing", r.pos)
-        payload, nxt = _parse_payload(r, nxt, ctx, header)
+        payload, nxt = parser(r, ctx, header, r.pos)
         payloads.append(payload)
     trailing = b""
     if r.remaining:
@@ -1299,26 +1434,3 @@ def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
     ):
         ctx.allow(Leniency.PSK_WITHOUT_RAND, "PSK I_MESSAGE without RAND (RFC 3830 §3.1)", 0)
     return Message(header, tuple(payloads), trailing, tuple(ctx.used))
-
-
-_PARSERS = frozenset(
-    {
-        PayloadType.KEMAC,
-        PayloadType.PKE,
-        PayloadType.DH,
-        PayloadType.SIGN,
-        PayloadType.T,
-        PayloadType.ID,
-        PayloadType.CERT,
-        PayloadType.CHASH,
-        PayloadType.V,
-        PayloadType.SP,
-        PayloadType.RAND,
-        PayloadType.ERR,
-        PayloadType.TR,
-        PayloadType.IDR,
-        PayloadType.RANDR,
-        PayloadType.GENERAL_EXT,
-        PayloadType.SAKKE,
-    }
-)
