@@ -1,0 +1,647 @@
+"""MIKEY in SIP offer/answer (RFC 4567 §3.1): the keying binder for :class:`~sipglue.ua.UserAgent`.
+
+:class:`MikeyCallKeying` implements :class:`~sipglue.ua.OfferAnswerHandler`. It translates SDP
+``a=key-mgmt:mikey`` lines to MIKEY bytes and back, drives the sans-IO exchanges of
+:mod:`mikey.exchange`, and hands every keying result to a :class:`~srtp.gsa.GsaRegistry` keyed by
+the SIP dialog id. The call and its keys complete, or fail, together (RFC 4046 §4.1)::
+
+    UAC  offer()        I_MESSAGE (our SSRC, 0 for the peer's) -> INVITE  (pending initiator)
+    UAS  on_offer()     Responder.respond(local_ssrcs=[our SSRC]) -> 200 OK with R_MESSAGE
+                        -> GSA established            | refusal -> 488/606 + Warning (+ ERR)
+    UAC  on_answer()    Initiator.finish -> GSA       | refusal -> the UA ACKs, then BYEs
+    either on_terminated()  BYE / CANCEL / timeout / connection loss / shutdown / failure
+                        -> GsaRegistry.teardown (one call, idempotent)
+    re-INVITE with key-mgmt in the same CSB (rekey_of=) -> GsaRegistry.rekey
+
+Decisions where RFC 4567 is silent:
+
+* **No MIKEY response** (PSK or PK without V): the 200 OK answer carries *no* ``a=key-mgmt``
+  line (echoing the I_MESSAGE would look like a new offer). A UAC expecting no response refuses
+  an answer that does carry one. Because no R_MESSAGE fills in the UAS's SSRC, the UAC keys the
+  peer's stream with the SSRC-any wildcard (SSRC 0, libsrtp ``ssrc_any_inbound``); the UAS fills
+  that crypto session with its own SSRC. Use V (``ExchangeConfig.verify``) when the UAC must know
+  the UAS really keyed the call.
+* **Refusals**: 606 when no retry could succeed (a data type / mode we do not run: ERR
+  ``INVALID_DT`` or ``UNSUPPORTED_MESSAGE_TYPE``), 488 otherwise; always a Warning
+  ``399 <host> "MIKEY: <error name>"``, and when the mode allows a MIKEY error message, an SDP
+  body carrying it in ``a=key-mgmt`` at the offer's level (every stream rejected with port 0).
+* **Re-key without media loss**: the UAS installs the new *inbound* keys before it answers and
+  switches its *outbound* stream only when the ACK arrives; the UAC (which receives the 200 OK
+  after the UAS could already decrypt the new keys) installs both at once. The old keys stay
+  accepted for ``GsaConfig.rekey_overlap`` seconds. A re-INVITE without key-mgmt keeps the keys.
+
+Retransmitted INVITEs never reach this binder: the transaction layer absorbs them and re-sends
+the same 2xx (so the responder's replay cache sees each I_MESSAGE once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from mikey.errors import MikeyError
+from mikey.exchange import (
+    ExchangeCompleted,
+    ExchangeConfig,
+    Initiator,
+    Responder,
+    Rng,
+    StreamSpec,
+    default_rng,
+)
+from mikey.keying import DataSaEntry, KeyingResult, Mode, RegistrationSa, Role
+from mikey.registry import ErrorNo
+from srtp.context import InboundStream, OutboundStream
+from srtp.errors import SrtpError
+from srtp.gsa import GsaRegistry
+from srtp.gsa import TeardownReason as GsaReason
+
+from .errors import Rejected, SdpError, SipError
+from .message import SipUri
+from .sdp import (
+    KeyMgmtAttr,
+    MediaDescription,
+    SessionDescription,
+    accepted_media_index,
+    build_audio_answer,
+    build_audio_offer,
+    choose_key_mgmt,
+)
+from .transport import Address
+from .ua import Call, TerminationReason, UserAgent
+
+__all__ = [
+    "CallKeyed",
+    "CallKeyingFailed",
+    "CallKeys",
+    "CallKeysTornDown",
+    "CallRekeyed",
+    "KeyingError",
+    "LocalMedia",
+    "MikeyCallKeying",
+    "RegistryStreamSource",
+    "gsa_reason",
+    "status_for",
+]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+KMPID = "mikey"
+SECURE_PROTOS = ("RTP/SAVP", "RTP/SAVPF")
+
+_REASONS = {
+    TerminationReason.LOCAL_BYE: GsaReason.BYE,
+    TerminationReason.REMOTE_BYE: GsaReason.BYE,
+    TerminationReason.CANCELLED: GsaReason.CANCEL,
+    TerminationReason.TIMEOUT: GsaReason.TIMEOUT,
+    TerminationReason.TRANSPORT_LOST: GsaReason.CONNECTION_LOST,
+    TerminationReason.REJECTED: GsaReason.SETUP_FAILED,
+    TerminationReason.ANSWER_REFUSED: GsaReason.SETUP_FAILED,
+    TerminationReason.SHUTDOWN: GsaReason.SHUTDOWN,
+}
+
+# RFC 4567 §3.1 / RFC 3261 §21.6.4: 606 when the offer can never be acceptable here.
+_NEVER_ACCEPTABLE = frozenset({ErrorNo.INVALID_DT, ErrorNo.UNSUPPORTED_MESSAGE_TYPE})
+
+
+class KeyingError(SipError):
+    """The UAC could not accept an answer's keys (the UA then ACKs and BYEs)."""
+
+
+def gsa_reason(reason: TerminationReason) -> GsaReason:
+    """The GSA teardown reason for a SIP call ending."""
+    return _REASONS[reason]
+
+
+def status_for(error: MikeyError) -> int:
+    """The SIP status refusing an offer whose MIKEY exchange raised ``error`` (488 or 606)."""
+    return 606 if error.error_no in _NEVER_ACCEPTABLE else 488
+
+
+def _error_name(error: MikeyError) -> str:
+    try:
+        return ErrorNo(error.error_no).name
+    except ValueError:
+        return "UNSPECIFIED"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMedia:
+    """Where our end of the audio stream lives and the SSRC it sends with."""
+
+    address: str
+    port: int
+    ssrc: int
+
+
+@dataclass(eq=False, slots=True)
+class CallKeys:
+    """The keying state of one keyed call (no secrets: those live in the GSA)."""
+
+    key: str  # dialog id = GSA registry key
+    role: Role
+    mode: Mode
+    local: LocalMedia
+    remote_ssrc: int  # 0: SSRC-any wildcard (no MIKEY response filled it in)
+    remote_media: Address | None
+    registration: RegistrationSa
+    rekeys: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallKeyed:
+    key: str
+    csb_id: int
+    mode: Mode
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class CallRekeyed:
+    key: str
+    csb_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallKeyingFailed:
+    call_id: str
+    status: int
+    warning: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallKeysTornDown:
+    key: str
+    reason: GsaReason
+
+
+KeyingEvent = CallKeyed | CallRekeyed | CallKeyingFailed | CallKeysTornDown
+
+
+class RegistryStreamSource:
+    """A :class:`srtp.media.StreamSource` that looks the call's GSA up per packet.
+
+    A media transport can be opened (and its port put into SDP) before the keys exist; after the
+    GSA is torn down every lookup fails, so no packet is protected or accepted with old keys.
+    """
+
+    def __init__(self, registry: GsaRegistry, key: str) -> None:
+        self.registry = registry
+        self.key = key
+
+    def outbound_stream(self, ssrc: int) -> OutboundStream:
+        return self.registry.get(self.key).outbound_stream(ssrc)
+
+    def inbound_stream(self, ssrc: int) -> InboundStream:
+        return self.registry.get(self.key).inbound_stream(ssrc)
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    initiator: Initiator = field(repr=False)
+    local: LocalMedia
+    rekey_of: str | None  # dialog id for a re-key
+
+
+LocalMediaFactory = Callable[[Call, SessionDescription], Awaitable[LocalMedia]]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _mikey_data(attr: KeyMgmtAttr) -> bytes:
+    try:
+        return base64.b64decode(attr.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyingError("a=key-mgmt data is not base64") from None
+
+
+def _mikey_attrs(sdp: SessionDescription, index: int) -> list[KeyMgmtAttr]:
+    return [a for a in sdp.effective_key_mgmt(index) if a.prot.lower() == KMPID]
+
+
+def _offered_audio(offer: SessionDescription) -> int | None:
+    for index, media in enumerate(offer.media):
+        if media.media == "audio" and media.port != 0 and media.proto in SECURE_PROTOS:
+            return index
+    return None
+
+
+def _remote_media(sdp: SessionDescription, index: int) -> Address | None:
+    conn = sdp.effective_connection(index)
+    port = sdp.media[index].port
+    if conn is None or port == 0:
+        return None
+    return (conn.address, port)
+
+
+def _split(result: KeyingResult, ssrc: int) -> tuple[KeyingResult | None, KeyingResult | None]:
+    """(outbound part, inbound part) of a re-key result; ``None`` for an empty part."""
+    out = tuple(e for e in result.data_sa if e.ssrc == ssrc)
+    inb = tuple(e for e in result.data_sa if e.ssrc != ssrc)
+    reg = result.registration
+
+    def part(entries: tuple[DataSaEntry, ...]) -> KeyingResult | None:
+        return KeyingResult(reg, entries, rekey=True) if entries else None
+
+    return part(out), part(inb)
+
+
+class MikeyCallKeying:
+    """MIKEY-keyed SRTP for SIP calls; see the module docstring.
+
+    ``config`` is this endpoint's MIKEY configuration (one per UA: its replay cache and CSB table
+    are shared by every call). ``local_media`` tells the UAS where its audio lives for a call
+    (default: ``address`` port 9, a random SSRC, i.e. keys without media). ``key_mgmt_at_media``
+    puts our offers' ``a=key-mgmt`` at media level instead of session level (tshark decodes only
+    the session level). ``clock`` gives the MIKEY ``now`` (Unix seconds).
+    """
+
+    def __init__(
+        self,
+        config: ExchangeConfig,
+        *,
+        registry: GsaRegistry | None = None,
+        local_media: LocalMediaFactory | None = None,
+        address: str = "127.0.0.1",
+        key_mgmt_at_media: bool = False,
+        clock: Clock = time.time,
+        rng: Rng = default_rng,
+        max_pending: int = 1024,
+    ) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else GsaRegistry()
+        self.address = address
+        self.key_mgmt_at_media = key_mgmt_at_media
+        self.clock = clock
+        self.rng = rng
+        self.max_pending = max_pending
+        self._local_media = local_media or self._default_media
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self.calls: dict[str, CallKeys] = {}
+        self._events: list[KeyingEvent] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.refused = 0
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def keys(self, call: Call) -> CallKeys:
+        """The keying state of a keyed call; raises :class:`KeyingError`."""
+        found = self.calls.get(call.id or "")
+        if found is None:
+            raise KeyingError("the call is not keyed")
+        return found
+
+    def stream_source(self, call: Call) -> RegistryStreamSource:
+        """The call's SRTP streams for :class:`srtp.media.SrtpMediaTransport`."""
+        if call.id is None:
+            raise KeyingError("the call has no dialog yet")
+        return RegistryStreamSource(self.registry, call.id)
+
+    def drain_events(self) -> list[KeyingEvent]:
+        """Events since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def pending(self) -> int:
+        """Offers sent whose answer has not arrived yet."""
+        return len(self._pending)
+
+    def new_ssrc(self) -> int:
+        """A random non-zero SSRC (RFC 3550 §8)."""
+        while True:
+            ssrc = int.from_bytes(self.rng(4), "big")
+            if ssrc:
+                return ssrc
+
+    async def _default_media(self, call: Call, offer: SessionDescription) -> LocalMedia:
+        return LocalMedia(self.address, 9, self.new_ssrc())
+
+    # -- UAC ---------------------------------------------------------------------------------
+
+    def offer(self, media: LocalMedia, *, session_id: int | None = None) -> SessionDescription:
+        """An audio offer keyed by a new I_MESSAGE: our SSRC, and 0 for the answerer's stream."""
+        streams = (StreamSpec(media.ssrc), StreamSpec(0))
+        initiator = Initiator(self.config, self.rng)
+        data = initiator.start(self.clock(), streams)
+        sid = session_id if session_id is not None else int.from_bytes(self.rng(4), "big")
+        self._remember(_b64(data), _Pending(initiator, media, None))
+        return build_audio_offer(
+            media.address,
+            media.port,
+            session_id=sid,
+            key_mgmt=[KeyMgmtAttr(KMPID, _b64(data))],
+            key_mgmt_at_media=self.key_mgmt_at_media,
+        )
+
+    async def invite(
+        self,
+        ua: UserAgent,
+        target: str | SipUri,
+        media: LocalMedia | None = None,
+        *,
+        proxy: Address | None = None,
+    ) -> Call:
+        """Place a MIKEY-keyed call; returns it confirmed and keyed, or raises ``CallError``."""
+        local = media or LocalMedia(self.address, 9, self.new_ssrc())
+        offer = self.offer(local)
+        try:
+            return await ua.invite(target, offer, proxy=proxy)
+        finally:
+            # a call that failed before its answer leaves no initiator behind
+            self._forget_offer(offer)
+
+    async def rekey(self, call: Call) -> CallKeys:
+        """Re-key a confirmed call with a re-INVITE in the same CSB (RFC 3830 §4.5)."""
+        keys = self.keys(call)
+        gsa = self.registry.get(keys.key)
+        roc = gsa.outbound[keys.local.ssrc].roc if keys.local.ssrc in gsa.outbound else 0
+        streams = (StreamSpec(keys.local.ssrc, roc), StreamSpec(keys.remote_ssrc))
+        initiator = Initiator(self.config, self.rng)
+        data = initiator.start(self.clock(), streams, rekey_of=gsa.rekey_sa or gsa.registration)
+        assert call.local_sdp is not None
+        previous = call.local_sdp
+        origin = next((ln.value.split() for ln in previous.session if ln.type == "o"), [])
+        version = int(origin[2]) + 1 if len(origin) > 2 and origin[2].isdigit() else 1
+        sid = int(origin[1]) if len(origin) > 1 and origin[1].isdigit() else 1
+        offer = build_audio_offer(
+            keys.local.address,
+            keys.local.port,
+            session_id=sid,
+            session_version=version,
+            key_mgmt=[KeyMgmtAttr(KMPID, _b64(data))],
+            key_mgmt_at_media=self.key_mgmt_at_media,
+        )
+        self._remember(_b64(data), _Pending(initiator, keys.local, keys.key))
+        try:
+            await call.reinvite(offer)
+        finally:
+            self._forget_offer(offer)
+        return keys
+
+    def _remember(self, data: str, pending: _Pending) -> None:
+        self._pending[data] = pending
+        while len(self._pending) > self.max_pending:
+            _, old = self._pending.popitem(last=False)
+            old.initiator.abort()
+
+    def _forget_offer(self, offer: SessionDescription | None) -> None:
+        if offer is None:
+            return
+        for index in range(max(1, len(offer.media))):
+            for attr in _mikey_attrs(offer, index) if offer.media else []:
+                pending = self._pending.pop(attr.data, None)
+                if pending is not None:
+                    pending.initiator.abort()
+
+    async def on_answer(self, call: Call, answer: SessionDescription) -> None:
+        """UAC: verify the answer's MIKEY response and key the call, or raise KeyingError."""
+        offer = call.local_sdp
+        index = accepted_media_index(answer)
+        sent = _mikey_attrs(offer, index) if offer is not None and index is not None else []
+        pending = None
+        for attr in sent:
+            pending = self._pending.pop(attr.data, None)
+            if pending is not None:
+                break
+        if pending is None:
+            if call.id in self.calls and not sent:
+                return  # a re-INVITE without key-mgmt keeps the keys
+            raise KeyingError("no MIKEY offer is pending for this answer")
+        try:
+            self._finish(call, answer, index, pending)
+        except (MikeyError, SrtpError, SdpError) as exc:
+            pending.initiator.abort()
+            self._events.append(CallKeyingFailed(call.call_id, 0, f"MIKEY: {exc}"))
+            raise KeyingError(f"answer refused: {exc}") from exc
+        except BaseException:
+            pending.initiator.abort()
+            raise
+
+    def _finish(
+        self, call: Call, answer: SessionDescription, index: int | None, pending: _Pending
+    ) -> None:
+        if index is None or answer.media[index].proto not in SECURE_PROTOS:
+            raise KeyingError("the answer accepted no secure audio stream")
+        if call.id is None:
+            raise KeyingError("the answer created no dialog")
+        got = _mikey_attrs(answer, index)
+        now = self.clock()
+        initiator = pending.initiator
+        if initiator.expects_response:
+            if len(got) != 1:
+                raise KeyingError("the answer carries no MIKEY response")
+            result = initiator.finish(_mikey_data(got[0]), now)
+        else:
+            if got:  # see module docstring: no response in this mode, so none may come
+                raise KeyingError("unexpected MIKEY data in the answer")
+            result = initiator.finish(None, now)
+        local = pending.local
+        remote = [e.ssrc for e in result.data_sa if e.ssrc != local.ssrc]
+        if pending.rekey_of is not None:
+            self.registry.rekey(pending.rekey_of, result, now, outbound_ssrcs={local.ssrc})
+            keys = self.calls[pending.rekey_of]
+            keys.rekeys += 1
+            keys.registration = result.registration
+            self._schedule_expire()
+            self._events.append(CallRekeyed(keys.key, result.registration.csb_id))
+            return
+        self.registry.establish(call.id, result, now, outbound_ssrcs={local.ssrc})
+        self.calls[call.id] = CallKeys(
+            key=call.id,
+            role=Role.INITIATOR,
+            mode=result.registration.mode,
+            local=local,
+            remote_ssrc=remote[0] if remote else 0,
+            remote_media=_remote_media(answer, index),
+            registration=result.registration,
+        )
+        self._events.append(
+            CallKeyed(call.id, result.registration.csb_id, result.registration.mode, Role.INITIATOR)
+        )
+
+    # -- UAS ---------------------------------------------------------------------------------
+
+    async def on_offer(self, call: Call, offer: SessionDescription) -> SessionDescription:
+        """UAS: key the call from the offer's I_MESSAGE and answer with the R_MESSAGE."""
+        existing = self.calls.get(call.id or "")
+        index = _offered_audio(offer)
+        if index is None:
+            raise self._refuse(call, 488, "no secure audio stream offered")
+        try:
+            attr = choose_key_mgmt(offer, index, (KMPID,))
+        except SdpError:
+            raise self._refuse(call, 488, "no MIKEY key management offered") from None
+        if attr is None:
+            if existing is not None:  # re-INVITE without key-mgmt keeps the keys
+                return self._answer(offer, existing.local, None)
+            raise self._refuse(call, 488, "no MIKEY key management offered")
+        try:
+            data = _mikey_data(attr)
+        except KeyingError:
+            raise self._refuse(call, 488, "MIKEY: malformed key-mgmt data") from None
+        local = existing.local if existing is not None else await self._local_media(call, offer)
+        if call.ended or call.id is None:
+            # cancelled while we waited: the UA discards this answer; nothing gets keyed
+            return self._answer(offer, local, None)
+        responder = Responder(self.config, self.rng)
+        reply = responder.respond(
+            data,
+            self.clock(),
+            local_ssrcs=[local.ssrc],
+            expected_csb=existing.registration.csb_id if existing else None,
+        )
+        if not isinstance(reply, ExchangeCompleted):
+            body = None
+            if reply.answer is not None:
+                body = _error_sdp(offer, index, _b64(reply.answer), self.address).encode()
+            raise self._refuse(
+                call, status_for(reply.error), f"MIKEY: {_error_name(reply.error)}", body
+            )
+        result = reply.result
+        try:
+            answer = self._answer(
+                offer, local, _b64(reply.answer) if reply.answer is not None else None
+            )
+        except SdpError as exc:
+            result.wipe()
+            raise self._refuse(call, exc_status(exc), f"SDP: {exc}") from None
+        now = self.clock()
+        try:
+            if existing is not None:
+                self._rekey_uas(call, existing, result, now)
+            else:
+                self.registry.establish(call.id, result, now, outbound_ssrcs={local.ssrc})
+        except SrtpError as exc:
+            raise self._refuse(call, 488, f"MIKEY: SRTP {type(exc).__name__}") from None
+        if existing is None:
+            remote = [e.ssrc for e in result.data_sa if e.ssrc != local.ssrc]
+            self.calls[call.id] = CallKeys(
+                key=call.id,
+                role=Role.RESPONDER,
+                mode=result.registration.mode,
+                local=local,
+                remote_ssrc=remote[0] if remote else 0,
+                remote_media=_remote_media(offer, index),
+                registration=result.registration,
+            )
+            self._events.append(
+                CallKeyed(
+                    call.id, result.registration.csb_id, result.registration.mode, Role.RESPONDER
+                )
+            )
+        return answer
+
+    def _rekey_uas(self, call: Call, keys: CallKeys, result: KeyingResult, now: float) -> None:
+        outbound, inbound = _split(result, keys.local.ssrc)
+        if inbound is not None:
+            self.registry.rekey(keys.key, inbound, now, outbound_ssrcs={keys.local.ssrc})
+        keys.rekeys += 1
+        keys.registration = result.registration
+        self._events.append(CallRekeyed(keys.key, result.registration.csb_id))
+        if outbound is None:
+            self._schedule_expire()
+            return
+        if inbound is None:
+            self.registry.rekey(keys.key, outbound, now, outbound_ssrcs={keys.local.ssrc})
+            self._schedule_expire()
+            return
+        self._spawn(self._switch_outbound_after_ack(call, keys.key, outbound))
+
+    async def _switch_outbound_after_ack(
+        self, call: Call, key: str, outbound: KeyingResult
+    ) -> None:
+        await asyncio.sleep(0)  # let the UA send the 2xx first
+        await call.wait_confirmed()
+        if call.ended or key not in self.registry:
+            outbound.wipe()
+            return
+        try:
+            self.registry.rekey(key, outbound, self.clock(), outbound_ssrcs=set())
+        except SrtpError:
+            log.warning("outbound re-key of a SIP call failed; ending the call")
+            with contextlib.suppress(SipError):
+                await call.bye()
+            return
+        self._schedule_expire()
+
+    def _answer(
+        self, offer: SessionDescription, local: LocalMedia, response: str | None
+    ) -> SessionDescription:
+        return build_audio_answer(
+            offer,
+            local.address,
+            local.port,
+            session_id=local.ssrc,
+            key_mgmt=KeyMgmtAttr(KMPID, response) if response is not None else None,
+        )
+
+    def _refuse(self, call: Call, status: int, warning: str, body: bytes | None = None) -> Rejected:
+        self.refused += 1
+        self._events.append(CallKeyingFailed(call.call_id, status, warning))
+        return Rejected(status, warning, body)
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    async def on_terminated(self, call: Call, reason: TerminationReason) -> None:
+        """Every call ending: abort its pending initiator, tear its GSA down."""
+        self._forget_offer(call.local_sdp if call.is_uac else None)
+        key = call.id
+        if key is None:
+            return
+        self.calls.pop(key, None)
+        event = self.registry.teardown(key, gsa_reason(reason), self.clock())
+        if event is not None:
+            self._events.append(CallKeysTornDown(key, event.reason))
+
+    async def close(self) -> None:
+        """Abort pending offers and tear down every GSA this binder established."""
+        for pending in self._pending.values():
+            pending.initiator.abort()
+        self._pending.clear()
+        for key in list(self.calls):
+            self.calls.pop(key, None)
+            self.registry.teardown(key, GsaReason.SHUTDOWN, self.clock())
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _schedule_expire(self) -> None:
+        """End the re-key overlap when it is due (GsaRegistry.expire on our clock)."""
+        delay = self.registry.config.rekey_overlap
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay + 0.01, lambda: self.registry.expire(self.clock()))
+
+
+def exc_status(exc: SdpError) -> int:
+    status = getattr(exc, "status_code", 488)
+    return status if status in (488, 606) else 488
+
+
+def _error_sdp(
+    offer: SessionDescription, index: int, data: str, address: str
+) -> SessionDescription:
+    """A 488/606 body: every stream rejected, the MIKEY error message at the offer's level."""
+    head = build_audio_offer(address, 9, session_id=0).session
+    media = tuple(
+        MediaDescription.build(m.media, 0, m.proto, list(m.formats[:1]) or ["0"])
+        for m in offer.media
+    )
+    sdp = SessionDescription(head, media)
+    return sdp.with_key_mgmt(offer.key_mgmt_level(index), [KeyMgmtAttr(KMPID, data)])
