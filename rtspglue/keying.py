@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from mikey.errors import DecodeError, MikeyError
+from mikey.errors import MikeyError
 from mikey.exchange import (
     MODE_OF_INIT,
     ExchangeCompleted,
@@ -51,7 +51,6 @@ from mikey.exchange import (
 )
 from mikey.keying import KeyingResult, Mode, RegistrationSa, Role
 from mikey.pki import StaticPskStore
-from mikey.policy import SpStyle
 from srtp.errors import SrtpError
 from srtp.gsa import Gsa, GsaRegistry
 from srtp.gsa import TeardownReason as GsaReason
@@ -109,17 +108,7 @@ class KeyingSide:
 def _start_initiator(
     config: ExchangeConfig, rng: Rng, now: float, streams: Sequence[StreamSpec], **kw: object
 ) -> tuple[Initiator, bytes]:
-    """Build an I_MESSAGE; GStreamer-style SP falls back to the RFC form if the core refuses it."""
     initiator = Initiator(config, rng)
-    try:
-        return initiator, initiator.start(now, streams, **kw)  # type: ignore[arg-type]
-    except DecodeError:
-        if config.sp_style is not SpStyle.GSTREAMER:
-            raise
-    # mikey.exchange re-parses its own I_MESSAGE strictly, which refuses the GStreamer SP quirk
-    # (tag length in param 3). GStreamer 1.22 reads param 3 = 20 as its default 80-bit tag
-    # (MIKEY-SPEC §10), so the RFC form interoperates too.
-    initiator = Initiator(replace(config, sp_style=SpStyle.FULL), rng)
     return initiator, initiator.start(now, streams, **kw)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,266 @@
+"""``mikey rtsp serve`` and ``mikey rtsp play``: MIKEY-keyed SRTP audio over RTSP from a shell.
+
+``serve`` runs an :class:`~rtspglue.server.RtspServer` with :class:`MikeyServerKeying` until
+SIGINT/SIGTERM (or, with ``--once``, until its first session ends), then tears every session and
+GSA down and prints the GSA audit; it prints ``READY <url>`` once listening. ``play`` DESCRIBEs,
+SETUPs (answering the server's keys, or ``--client-keys``), PLAYs for ``--duration`` seconds,
+TEARDOWNs and prints a summary; it exits 0 only when media was decrypted and the GSA was torn
+down with nothing left alive. Credentials use the flags of ``mikey offer/answer``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from mikey.cli import CliError
+from mikey.errors import MikeyError
+from mikey.exchange import ExchangeConfig
+from mikey.keying import Mode
+from mikey.pki import Credentials, StaticPskStore, TrustStore, load_certificates
+from srtp.gsa import AuditReport, GsaRegistry
+
+from .client import RtspClient
+from .errors import RtspError, RtspStatusError
+from .keying import MikeyClientKeying, MikeyServerKeying
+from .media import AudioSource, ToneSource, WavSource, dominant_frequency, write_wav
+from .server import RtspServer, ServerConfig
+
+__all__ = ["exchange_config", "register"]
+
+_MODES = {m.value: m for m in Mode}
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _psk(value: str) -> bytes:
+    text = _read(value[1:], "PSK file").decode("ascii", "replace") if value[:1] == "@" else value
+    text = text.strip().removeprefix("0x")
+    try:
+        psk = bytes.fromhex(text)
+    except ValueError:
+        raise CliError("--psk is not hex") from None
+    if not psk:
+        raise CliError("--psk is empty")
+    return psk
+
+
+def exchange_config(args: argparse.Namespace) -> ExchangeConfig:
+    """The MIKEY configuration the credential flags describe (safe defaults otherwise)."""
+    kw: dict[str, object] = {
+        "mode": _MODES[args.mode],
+        "identity": args.identity,
+        "peer_identity": args.peer_identity,
+        "verify": bool(args.verify),
+    }
+    if args.psk:
+        kw["psk"] = StaticPskStore({}, default=_psk(args.psk))
+    if args.cert or args.key:
+        if not (args.cert and args.key):
+            raise CliError("--cert and --key go together")
+        kw["credentials"] = Credentials.from_pem(
+            _read(args.key, "key"), _read(args.cert, "certificate")
+        )
+    if args.ca:
+        kw["trust"] = TrustStore.from_pem(_read(args.ca, "CA file"))
+    if args.peer_cert:
+        certs = load_certificates(_read(args.peer_cert, "peer certificate"))
+        kw["peer_certificate"] = certs[0]
+    return ExchangeConfig(**kw)  # type: ignore[arg-type]
+
+
+def _audit_json(report: AuditReport) -> dict[str, int]:
+    return {
+        "live_gsas": report.live_gsas,
+        "live_contexts": report.live_contexts,
+        "unwiped_buffers": report.unwiped_buffers,
+    }
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _bind(value: str) -> tuple[str, int]:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host:
+        raise CliError("--bind must be HOST:PORT")
+    try:
+        number = int(port)
+    except ValueError:
+        raise CliError("--bind port is not a number") from None
+    if not 0 <= number <= 65535:
+        raise CliError("--bind port out of range")
+    return host, number
+
+
+def _source_factory(source: str, freq: float) -> Callable[[], AudioSource]:
+    if source == "tone":
+        return lambda: ToneSource(freq)
+    path = Path(source)
+    try:
+        WavSource(path)  # fail now, not at the first SETUP
+    except RtspError as exc:
+        raise CliError(str(exc)) from None
+    return lambda: WavSource(path)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    host, port = _bind(args.bind)
+    registry = GsaRegistry()
+    keying = MikeyServerKeying(
+        exchange_config(args),
+        registry=registry,
+        allow_null_kemac=args.allow_null_kemac,
+        server_keys=not args.no_server_keys,
+    )
+    factory = _source_factory(args.source, args.freq)
+    config = ServerConfig(host=host, port=port, session_timeout=args.session_timeout)
+    server = RtspServer({args.path: factory}, config=config, keying=keying)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.bind}: {exc.strerror}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"READY {server.url(args.path)}", flush=True)
+    seen = 0
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+            seen = max(seen, len(server.sessions))
+            if args.once and seen and not server.sessions:
+                break
+    finally:
+        await server.close()
+        keying.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    report = registry.audit()
+    print(json.dumps({"audit": _audit_json(report), "refused": keying.refused}), flush=True)
+    return 0 if report.clean else 1
+
+
+# --- play -------------------------------------------------------------------------------------
+
+
+async def _play(args: argparse.Namespace) -> int:
+    registry = GsaRegistry()
+    keying = MikeyClientKeying(
+        exchange_config(args),
+        registry=registry,
+        allow_null_kemac=args.allow_null_kemac,
+        client_keys=args.client_keys,
+    )
+    status: int | None = None
+    client = RtspClient(args.url, keying=keying, request_timeout=args.timeout)
+    try:
+        async with client:
+            await client.describe()
+            await client.setup(interleaved=args.transport == "tcp")
+            await client.play()
+            await asyncio.sleep(args.duration)
+            await client.teardown()
+    except RtspStatusError as exc:
+        status = exc.status
+        print(f"mikey rtsp play: {exc}", file=sys.stderr)
+    except (RtspError, MikeyError) as exc:
+        print(f"mikey rtsp play: {exc}", file=sys.stderr)
+        status = -1
+    finally:
+        keying.close()
+    report = registry.audit()
+    samples = client.samples
+    if args.out and samples:
+        write_wav(args.out, samples)
+    summary: dict[str, object] = {
+        "packets_received": client.packets_received,
+        "packets_dropped": client.packets_dropped,
+        "decrypted": keying.stats.decrypted,
+        "rejected": keying.stats.rejected,
+        "keys_from": keying.side,
+        "torn_down": None if keying.torn_down is None else keying.torn_down.value,
+        "audit": _audit_json(report),
+    }
+    if status is not None:
+        summary["status"] = status
+    if len(samples) >= 800:
+        summary["frequency"] = round(dominant_frequency(samples[-4000:]), 1)
+    print(json.dumps(summary), flush=True)
+    ok = status is None and keying.stats.decrypted > 0 and keying.torn_down is not None
+    return 0 if ok and report.clean else 1
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def _keying_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=sorted(_MODES), default="psk", help="key exchange method")
+    p.add_argument("--psk", help="pre-shared key: HEX or @file holding hex")
+    p.add_argument("--cert", help="own certificate chain (PEM, leaf first)")
+    p.add_argument("--key", help="own RSA private key (PEM)")
+    p.add_argument("--ca", help="trusted CA certificates (PEM)")
+    p.add_argument("--peer-cert", help="the peer's certificate (PEM; PK initiator encrypts to it)")
+    p.add_argument("--identity", help="own identity URI")
+    p.add_argument("--peer-identity", help="the peer's identity URI")
+    p.add_argument("--v", dest="verify", action="store_true", help="ask for a verification (V)")
+    p.add_argument(
+        "--allow-null-kemac",
+        action="store_true",
+        help="GStreamer/ONVIF profile: PSK with NULL KEMAC, 30-byte TEK (use over RTSPS only)",
+    )
+
+
+def _run(
+    coro_fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return asyncio.run(coro_fn(args))
+        except KeyboardInterrupt:
+            return 130
+
+    return run
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``mikey rtsp serve|play``."""
+    rtsp = sub.add_parser("rtsp", help="MIKEY-keyed SRTP audio over RTSP")
+    cmds = rtsp.add_subparsers(dest="rtsp_command", required=True)
+
+    p = cmds.add_parser("serve", help="serve a tone or a WAV file over RTSP with SRTP")
+    p.add_argument("--bind", default="127.0.0.1:8554", help="HOST:PORT to listen on")
+    p.add_argument("--path", default="/tone", help="presentation path")
+    p.add_argument("--source", default="tone", help="'tone' or a WAV file")
+    p.add_argument("--freq", type=float, default=440.0, help="tone frequency in Hz")
+    p.add_argument("--once", action="store_true", help="exit after the first session ends")
+    p.add_argument("--session-timeout", type=float, default=60.0, help="idle timeout (s)")
+    p.add_argument(
+        "--no-server-keys", action="store_true", help="offer no keys in DESCRIBE (client keys)"
+    )
+    _keying_options(p)
+    p.set_defaults(func=_run(_serve))
+
+    p = cmds.add_parser("play", help="play an RTSP/SRTP stream and tear it down")
+    p.add_argument("url", help="rtsp://host:port/path")
+    p.add_argument("--out", help="write the decoded audio as 16-bit PCM WAV")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds to play")
+    p.add_argument("--transport", choices=("tcp", "udp"), default="tcp")
+    p.add_argument("--timeout", type=float, default=10.0, help="request timeout (s)")
+    p.add_argument("--client-keys", action="store_true", help="send our own keys in SETUP (ONVIF)")
+    _keying_options(p)
+    p.set_defaults(func=_run(_play))
