@@ -1,0 +1,216 @@
+"""Full MIKEY round trips (start -> respond -> finish) per mode vs the raw cryptography they need.
+
+For each mode the baseline is the summed cost of the cryptographic operations one round trip
+performs, measured in the same run with ``hmac``/``cryptography``/``pow`` directly:
+
+* PSK (+V): 10 PRF evaluations (3 transport keys and TEK/SALT, on each side), AES-CTR
+  encrypt/decrypt of the key data, the KEMAC MAC and its check (+ V MAC and check).
+* PK: RSA envelope encrypt/decrypt, message sign/verify, two certificate-chain verifies.
+* DH: 2 modexps per side, two message signatures and their verifications, two chain verifies.
+* DHHMAC: 2 modexps per side, the PSK transport keys on both sides, two MACs and checks.
+* RSA-R: 2 signatures, 2 verifies, 2 chain verifies, RSA envelope encrypt/decrypt.
+
+Trials alternate (ours, raw, ours, raw, ...); medians are compared. Goals: PSK >= 10,000 round
+trips/s and <= 3x its raw crypto cost; PK/DH/DHHMAC/RSA-R within 1.3x of their floor.
+The PKI comes from ``tests.mikey.certs`` (run from the repository root).
+"""
+
+from __future__ import annotations
+
+import hmac
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from mikey.dh import DH_PARAMS
+from mikey.exchange import (
+    CsbTable,
+    ExchangeCompleted,
+    Initiator,
+    Responder,
+    StreamSpec,
+)
+from mikey.keying import Mode
+from mikey.registry import DhGroup
+from mikey.replay import ReplayGuard
+from tests.mikey import certs
+from tests.mikey.pair import NOW, configs, seeded_rng
+
+STREAMS = (StreamSpec(0x1234, 0, 0),)
+PSK_GOAL_RATE = 10_000
+PSK_GOAL_RATIO = 3.0
+ASYM_GOAL_RATIO = 1.3
+
+Cases = dict[str, tuple[Mode, bool]]
+CASES: Cases = {
+    "PSK": (Mode.PSK, False),
+    "PSK+V": (Mode.PSK, True),
+    "PK": (Mode.PK, False),
+    "DH": (Mode.DH, False),
+    "DHHMAC": (Mode.DHHMAC, False),
+    "RSA-R": (Mode.RSA_R, False),
+}
+
+
+def _ours(mode: Mode, verify: bool, n: int) -> float:
+    """Seconds per round trip (fresh replay cache and CSB table per trial)."""
+    i_cfg, r_cfg = configs(mode, i_verify=verify)
+    r_cfg = replace(r_cfg, replay=ReplayGuard(), csbs=CsbTable())
+    i_cfg = replace(i_cfg, replay=ReplayGuard())
+    rng = seeded_rng(7)
+    start = time.perf_counter()
+    for k in range(n):
+        now = NOW + k * 0.001
+        init = Initiator(i_cfg, rng)
+        reply = Responder(r_cfg, rng).respond(init.start(now, STREAMS), now)
+        if not isinstance(reply, ExchangeCompleted):
+            raise RuntimeError(f"{mode.value} exchange refused: {reply.error}")
+        init.finish(reply.answer, now)
+    return (time.perf_counter() - start) / n
+
+
+# --- raw operations --------------------------------------------------------------------------
+
+
+def _prf_block(key: bytes, label: bytes) -> bytes:
+    a = hmac.digest(key, label, "sha1")
+    return hmac.digest(key, a + label, "sha1")
+
+
+def _raw_psk(verify: bool) -> Callable[[], None]:
+    key, label = bytes(16), bytes(29)
+    aes_key, iv, plain, msg = bytes(16), bytes(16), bytes(20), bytes(170)
+
+    def op() -> None:
+        for _ in range(10):
+            _prf_block(key, label)
+        for _ in range(2):
+            c = Cipher(algorithms.AES(aes_key), modes.CTR(iv)).encryptor()
+            c.update(plain)
+            c.finalize()
+        macs = 4 if verify else 2
+        for _ in range(macs):
+            hmac.digest(key, msg, "sha1")
+
+    return op
+
+
+_PAD = padding.PKCS1v15()
+_SHA = hashes.SHA256()
+Op = Callable[[], None]
+
+
+def _pub(cert: x509.Certificate) -> rsa.RSAPublicKey:
+    key = cert.public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    return key
+
+
+def _rsa_parts() -> tuple[Op, Op, Op, Op]:
+    """sign, verify, chain verify (CA signature on a leaf), envelope encrypt+decrypt."""
+    alice = certs.leaf("alice", san_uri="sip:alice@example.com")
+    bob = certs.leaf("bob", san_uri="sip:bob@example.com")
+    body = bytes(1200)
+    sig = alice.key.sign(body, _PAD, _SHA)
+    alice_pub, bob_pub, ca_pub = _pub(alice.cert), _pub(bob.cert), _pub(certs.ca().cert)
+    env = bob_pub.encrypt(bytes(20), _PAD)
+    leaf = alice.cert
+
+    def sign() -> None:
+        alice.key.sign(body, _PAD, _SHA)
+
+    def verify() -> None:
+        alice_pub.verify(sig, body, _PAD, _SHA)
+
+    def chain() -> None:
+        ca_pub.verify(leaf.signature, leaf.tbs_certificate_bytes, _PAD, _SHA)
+
+    def env_cycle() -> None:
+        bob_pub.encrypt(bytes(20), _PAD)
+        bob.key.decrypt(env, _PAD)
+
+    return sign, verify, chain, env_cycle
+
+
+def _raw_for(mode: Mode, verify: bool) -> Op:
+    if mode == Mode.PSK:
+        return _raw_psk(verify)
+    sign, check, chain, env_cycle = _rsa_parts()
+    params = DH_PARAMS[DhGroup.OAKLEY_5]
+    x = int.from_bytes(bytes(range(1, 41)), "big")
+    y = pow(params.g, x, params.p)
+    psk_part = _raw_psk(False)
+
+    def modexps() -> None:
+        for _ in range(2):
+            pow(params.g, x, params.p)
+            pow(y, x, params.p)
+
+    plans: dict[Mode, tuple[Op, ...]] = {
+        Mode.PK: (env_cycle, sign, check, chain, chain),
+        Mode.DH: (modexps, sign, sign, check, check, chain, chain),
+        Mode.DHHMAC: (modexps, psk_part),
+        Mode.RSA_R: (sign, sign, check, check, chain, chain, env_cycle),
+    }
+    steps = plans[mode]
+
+    def op() -> None:
+        for step in steps:
+            step()
+
+    return op
+
+
+def _raw(op: Callable[[], None], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        op()
+    return (time.perf_counter() - start) / n
+
+
+def run(quick: bool) -> list[dict[str, object]]:
+    """One row per mode: round trips/s ours vs the raw crypto floor, and the cost ratio."""
+    rows: list[dict[str, object]] = []
+    trials = 5 if quick else 9
+    for name, (mode, verify) in CASES.items():
+        fast = mode == Mode.PSK
+        n = (400 if quick else 3000) if fast else (15 if quick else 60)
+        op = _raw_for(mode, verify)
+        _ours(mode, verify, 2)  # warm-up: certificates, caches
+        ours: list[float] = []
+        raw: list[float] = []
+        for _ in range(trials):
+            ours.append(_ours(mode, verify, n))
+            raw.append(_raw(op, n))
+        o, r = statistics.median(ours), statistics.median(raw)
+        ratio = o / r
+        if fast:
+            goal = f">= {PSK_GOAL_RATE} round trips/s and <= {PSK_GOAL_RATIO}x raw crypto"
+            passed = 1 / o >= PSK_GOAL_RATE and ratio <= PSK_GOAL_RATIO
+        else:
+            goal = f"<= {ASYM_GOAL_RATIO}x raw crypto"
+            passed = ratio <= ASYM_GOAL_RATIO
+        rows.append(
+            {
+                "metric": f"MIKEY {name} round trips/s (ours) vs raw crypto floor (baseline)",
+                "ours": round(1 / o),
+                "baseline": round(1 / r),
+                "ratio": round(ratio, 2),
+                "goal": goal,
+                "passed": passed,
+            }
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    for row in run(quick="--quick" in sys.argv):
+        print(row)
