@@ -1,0 +1,323 @@
+"""Fuzz harnesses: one per parser and one per MIKEY responder mode.
+
+A harness takes arbitrary bytes and drives one public entry point the way the servers do (parse,
+then read every accessor a server reads). The invariant (h11's fuzz rule): only the package's
+own error types escape, and whatever is accepted is consistent (strict MIKEY re-encodes to the
+same bytes; a responder's answer parses). Anything else raised is a finding.
+
+The responder harnesses need the seed I_MESSAGEs to authenticate, so the keys and certificates
+that signed them are stored next to the corpus (``keys/``, test-only material written by
+``make_corpus.py``) and loaded here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import mikey
+from mikey.codec import parse_message as parse_mikey
+from mikey.exchange import CsbTable, ExchangeCompleted, ExchangeConfig, ExchangeRefused, Responder
+from mikey.keying import Mode
+from mikey.pki import Credentials, StaticPskStore, TrustStore
+from mikey.replay import ReplayGuard
+from rtspglue.errors import RtspError
+from rtspglue.keymgmt import parse_key_mgmt_attribute, parse_keymgmt, parse_set_parameter_keying
+from rtspglue.message import (
+    Limits,
+    RtspParser,
+    RtspRequest,
+    RtspResponse,
+    SessionHeader,
+    parse_transports,
+)
+from sipglue.errors import SipError
+from sipglue.message import Message as SipMessage
+from sipglue.message import StreamParser
+from sipglue.message import parse_message as parse_sip
+from sipglue.sdp import SessionDescription
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "corpus"
+CRASHERS = HERE / "crashers"
+KEYS = HERE / "keys"
+
+# The clock of the seed exchanges (tests.mikey.certs.NOW, 2026-06-01T00:00Z, Unix seconds).
+NOW = 1780272000.0
+PSK = bytes(range(16))
+ALICE = "sip:alice@example.com"
+BOB = "sip:bob@example.com"
+LOCAL_SSRCS = (0x5678, 0x9ABC)
+
+MIKEY_ERRORS: tuple[type[BaseException], ...] = (mikey.MikeyError,)
+SIP_ERRORS: tuple[type[BaseException], ...] = (SipError,)
+RTSP_ERRORS: tuple[type[BaseException], ...] = (RtspError,)
+
+
+@dataclass(frozen=True, slots=True)
+class Harness:
+    """One fuzz target: ``run(data)`` may raise only ``allowed``; anything else is a finding."""
+
+    name: str
+    run: Callable[[bytes], object]
+    allowed: tuple[type[BaseException], ...]
+    crypto: bool = False
+
+    def check(self, data: bytes) -> None:
+        """Run one input; re-raise anything that is not one of the allowed error types."""
+        try:
+            self.run(data)
+        except self.allowed:
+            return
+
+
+def _soft(allowed: tuple[type[BaseException], ...], fn: Callable[[], object]) -> None:
+    """Call an accessor a server would call; its own typed error is fine, others escape."""
+    with contextlib.suppress(allowed):
+        fn()
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """Split ``data`` for incremental feeding, the split sizes drawn from the data itself."""
+    if not data:
+        return [b""]
+    rng = random.Random(data[0])
+    out, pos = [], 1
+    while pos < len(data):
+        n = rng.choice((1, 2, 3, 7, 64, 1500, 65536))
+        out.append(data[pos : pos + n])
+        pos += n
+    return out or [b""]
+
+
+# -- MIKEY codec -------------------------------------------------------------------------------
+
+
+def mikey_strict(data: bytes) -> None:
+    msg = parse_mikey(data)
+    if msg.encode() != data:  # strict acceptance means exact re-encoding (STYLE.md)
+        raise AssertionError("strictly accepted MIKEY message does not re-encode exactly")
+
+
+def mikey_lenient(data: bytes) -> None:
+    msg = parse_mikey(data, lenient=True)
+    _soft(MIKEY_ERRORS, msg.encode)
+    for payload in msg.payloads:
+        payload.describe()
+
+
+# -- SDP / SIP ---------------------------------------------------------------------------------
+
+
+def _read_sdp(sdp: SessionDescription) -> None:
+    _soft(SIP_ERRORS, sdp.encode)
+    for index, media in enumerate(sdp.media):
+        for accessor in (
+            lambda m=media: m.port,
+            lambda m=media: m.port_count,
+            lambda m=media: m.proto,
+            lambda m=media: m.formats,
+            lambda m=media: m.connection,
+            lambda m=media: m.rtpmap,
+            lambda m=media: m.key_mgmt,
+            lambda i=index: sdp.effective_key_mgmt(i),
+        ):
+            _soft(SIP_ERRORS, accessor)
+    _soft(SIP_ERRORS, lambda: sdp.key_mgmt(None))
+
+
+def sdp(data: bytes) -> None:
+    _read_sdp(SessionDescription.parse(data))
+
+
+def _read_sip(message: SipMessage) -> None:
+    for accessor in (
+        lambda: message.call_id,
+        lambda: message.cseq,
+        lambda: message.from_,
+        lambda: message.to,
+        lambda: message.vias,
+        lambda: message.top_via,
+        lambda: message.contacts,
+        lambda: message.record_route,
+        lambda: message.routes,
+        lambda: message.content_type,
+        message.encode,
+    ):
+        _soft(SIP_ERRORS, accessor)
+    if message.body:
+        _soft(SIP_ERRORS, lambda: _read_sdp(SessionDescription.parse(message.body)))
+
+
+def sip_message(data: bytes) -> None:
+    _read_sip(parse_sip(data))
+
+
+def sip_stream(data: bytes) -> None:
+    parser = StreamParser()
+    for chunk in _chunks(data):
+        for message in parser.feed(chunk):
+            _read_sip(message)
+
+
+# -- RTSP ----------------------------------------------------------------------------------------
+
+
+def rtsp_messages(data: bytes) -> None:
+    parser = RtspParser(Limits())
+    for chunk in _chunks(data):
+        for message in parser.feed(chunk):
+            if not isinstance(message, RtspRequest | RtspResponse):
+                continue
+            _soft(RTSP_ERRORS, lambda m=message: m.cseq)  # type: ignore[misc]
+            for value in message.header_all("Session"):
+                _soft(RTSP_ERRORS, lambda v=value: SessionHeader.parse(v))  # type: ignore[misc]
+            for value in message.header_all("Transport"):
+                _soft(RTSP_ERRORS, lambda v=value: parse_transports(v))  # type: ignore[misc]
+            for value in message.header_all("KeyMgmt"):
+                _soft(RTSP_ERRORS, lambda v=value: parse_keymgmt(v))  # type: ignore[misc]
+            if message.body:
+                _soft(RTSP_ERRORS, lambda m=message: parse_set_parameter_keying(m.body))  # type: ignore[misc]
+            _soft(RTSP_ERRORS, message.encode)
+
+
+def keymgmt(data: bytes) -> None:
+    text = data.decode("utf-8", "surrogateescape")
+    _soft(RTSP_ERRORS, lambda: parse_key_mgmt_attribute(text))
+    _soft(RTSP_ERRORS, lambda: parse_set_parameter_keying(data))
+    for spec in parse_keymgmt(text):
+        spec.encode()
+
+
+# -- MIKEY responders --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Identities:
+    """The seed exchanges' CA, initiator (alice) and responder (bob) credentials."""
+
+    ca: x509.Certificate
+    alice: Credentials
+    bob: Credentials
+
+
+def _load(name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    key = serialization.load_pem_private_key((KEYS / f"{name}.key").read_bytes(), None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError(f"{name}.key is not an RSA key")
+    return key, x509.load_pem_x509_certificate((KEYS / f"{name}.crt").read_bytes())
+
+
+@functools.cache
+def identities() -> Identities:
+    """The stored test identities (written by make_corpus.py)."""
+    ca = x509.load_pem_x509_certificate((KEYS / "ca.crt").read_bytes())
+    a_key, a_cert = _load("alice")
+    b_key, b_cert = _load("bob")
+    return Identities(ca, Credentials(a_key, (a_cert,)), Credentials(b_key, (b_cert,)))
+
+
+def exchange_configs(
+    mode: Mode, ids: Identities | None = None
+) -> tuple[ExchangeConfig, ExchangeConfig]:
+    """Matching initiator and responder configurations for ``mode`` (as tests/mikey/pair.py)."""
+    ids = ids or identities()
+    trust = TrustStore([ids.ca])
+    init = ExchangeConfig(
+        mode=mode,
+        identity=ALICE,
+        peer_identity=BOB,
+        psk=StaticPskStore({BOB: PSK}),
+        credentials=ids.alice,
+        trust=trust,
+        peer_certificate=ids.bob.chain[0] if mode == Mode.PK else None,
+    )
+    resp = ExchangeConfig(
+        mode=mode,
+        identity=BOB,
+        psk=StaticPskStore({ALICE: PSK}),
+        credentials=ids.bob,
+        trust=trust,
+    )
+    return init, resp
+
+
+@functools.cache
+def _responder_config(mode: Mode) -> ExchangeConfig:
+    return exchange_configs(mode)[1]
+
+
+def _responder_rng(n: int) -> bytes:
+    return bytes(n)  # deterministic; the harness checks robustness, not secrecy
+
+
+def respond(mode: Mode, data: bytes) -> ExchangeCompleted | ExchangeRefused:
+    """One fresh responder (own replay cache and CSB table) answering ``data`` at NOW."""
+    cfg = replace(_responder_config(mode), replay=ReplayGuard(), csbs=CsbTable())
+    reply = Responder(cfg, _responder_rng).respond(data, NOW + 0.5, local_ssrcs=LOCAL_SSRCS)
+    if isinstance(reply, ExchangeCompleted):
+        reply.result.wipe()
+        if reply.answer is not None:
+            parse_mikey(reply.answer)
+    elif isinstance(reply, ExchangeRefused):
+        if not isinstance(reply.error, mikey.MikeyError):
+            raise AssertionError(f"refusal carries {type(reply.error).__name__}")
+        if reply.answer is not None:
+            parse_mikey(reply.answer)
+    else:
+        raise AssertionError(f"respond returned {type(reply).__name__}")
+    return reply
+
+
+def _responder(mode: Mode) -> Callable[[bytes], object]:
+    def run(data: bytes) -> object:
+        # An exception out of respond() itself is a finding: it must answer or refuse.
+        try:
+            return respond(mode, data)
+        except mikey.MikeyError as exc:
+            raise AssertionError(f"respond() raised {type(exc).__name__}") from exc
+
+    return run
+
+
+RESPONDER_MODES = {
+    "responder_psk": Mode.PSK,
+    "responder_pk": Mode.PK,
+    "responder_dh": Mode.DH,
+    "responder_dhhmac": Mode.DHHMAC,
+    "responder_rsa_r": Mode.RSA_R,
+}
+
+HARNESSES: dict[str, Harness] = {
+    h.name: h
+    for h in (
+        Harness("mikey_strict", mikey_strict, MIKEY_ERRORS),
+        Harness("mikey_lenient", mikey_lenient, MIKEY_ERRORS),
+        Harness("sdp", sdp, SIP_ERRORS),
+        Harness("sip_message", sip_message, SIP_ERRORS),
+        Harness("sip_stream", sip_stream, SIP_ERRORS),
+        Harness("rtsp_messages", rtsp_messages, RTSP_ERRORS),
+        Harness("keymgmt", keymgmt, RTSP_ERRORS),
+        *(
+            Harness(name, _responder(mode), (), crypto=True)
+            for name, mode in RESPONDER_MODES.items()
+        ),
+    )
+}
+
+
+def seeds(name: str) -> list[tuple[Path, bytes]]:
+    """The seed corpus and kept crashers of harness ``name``, sorted by path."""
+    out = []
+    for root in (CORPUS / name, CRASHERS / name):
+        if root.is_dir():
+            out.extend((p, p.read_bytes()) for p in sorted(root.iterdir()) if p.is_file())
+    return out
