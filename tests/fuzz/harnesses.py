@@ -319,5 +319,9 @@ def seeds(name: str) -> list[tuple[Path, bytes]]:
     out = []
     for root in (CORPUS / name, CRASHERS / name):
         if root.is_dir():
-            out.extend((p, p.read_bytes()) for p in sorted(root.iterdir()) if p.is_file())
+            out.extend(
+                (p, p.read_bytes())
+                for p in sorted(root.iterdir())
+                if p.is_file() and not p.name.startswith(".")
+            )
     return out
