@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import random
 import re
@@ -70,10 +71,8 @@ def _decoded_runs(text: str) -> Iterator[bytes]:
                 part = alt[cut:].rstrip("=")
                 part = part[: len(part) - len(part) % 4]
                 if part:
-                    try:
+                    with contextlib.suppress(binascii.Error):
                         yield base64.b64decode(part, validate=True)
-                    except binascii.Error:
-                        pass
     for run in _HEX_RUN.findall(text):
         digits = re.sub(r"[:\s]", "", run)
         for cut in (0, 1):
