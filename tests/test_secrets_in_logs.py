@@ -11,6 +11,7 @@ negative control proves it finds each form.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -236,6 +237,46 @@ def test_gsa_teardown_zeroes_keying_result() -> None:
     assert registry.audit().clean
 
 
-def test_sip_keyed_call() -> None:
-    pytest.importorskip("sipglue.keying", reason="sipglue/keying.py does not exist yet")
-    pytest.skip("sipglue.keying appeared after this test was written: extend it to a SIP call")
+@pytest.mark.timeout(30)
+async def test_sip_keyed_call_logs_hold_no_keys_and_bye_zeroes(captured: Capture) -> None:
+    from sipglue.keying import MikeyCallKeying
+    from sipglue.transaction import TimerConfig
+    from sipglue.ua import UserAgent
+
+    i_cfg, r_cfg = configs(Mode.PSK, verify=True)
+    fast = TimerConfig(t1=0.05, t2=0.4, t4=0.5)
+    regs = (GsaRegistry(), GsaRegistry())
+    keyings = (
+        MikeyCallKeying(i_cfg, registry=regs[0], rng=Recorder(41)),
+        MikeyCallKeying(r_cfg, registry=regs[1], rng=Recorder(42)),
+    )
+    uac = UserAgent(keyings[0], transport="tcp", user="alice", timers=fast)
+    uas = UserAgent(keyings[1], transport="tcp", user="bob", timers=fast)
+    await uac.listen()
+    await uas.listen()
+    try:
+        call = await keyings[0].invite(uac, f"sip:bob@127.0.0.1:{uas.port};transport=tcp")
+        remote = await asyncio.wait_for(uas.incoming.get(), 5)
+        await asyncio.wait_for(remote.wait_confirmed(), 5)
+        buffers = [
+            *regs[0].get(call.id or "").key_buffers(),
+            *regs[1].get(remote.id or "").key_buffers(),
+        ]
+        secrets = {PSK} | {bytes(b) for b in buffers}
+        texts = [repr(x) for x in (call, remote, keyings[0].keys(call), keyings[1].keys(remote))]
+        texts += [repr(call.local_sdp), repr(call.remote_sdp)]
+        await call.bye()
+        await asyncio.wait_for(remote.wait_terminated(), 5)
+        for _ in range(100):  # on_terminated runs as a task on the UAS
+            if regs[0].audit().live_gsas == regs[1].audit().live_gsas == 0:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await uac.close()
+        await uas.close()
+        for keying in keyings:
+            await keying.close()
+    assert len(buffers) >= 4 and all(len(b) >= 14 for b in buffers)
+    assert all(not any(b) for b in buffers), "key buffers not zeroed after BYE"
+    assert regs[0].audit().clean and regs[1].audit().clean
+    assert leaks(texts + captured.texts, secrets) == []
