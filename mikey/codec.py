@@ -1218,20 +1218,20 @@ def _parse_sp(r: Reader, ctx: _Ctx, start: int, nxt: int) -> tuple[SecurityPolic
         raise DecodeError("too many SP parameters", start)
     if prot == ProtType.SRTP:
         _check_srtp_params(tlvs, ctx, start)
-    return SecurityPolicy(policy_no, prot, tuple([_sp_param(t, v) for _, t, v in tlvs])), nxt
+    shared = _SP_PARAM_CACHE.get
+    params = tuple([shared((t, v)) or _sp_param(t, v) for _, t, v in tlvs])
+    return SecurityPolicy(policy_no, prot, params), nxt
 
 
 _SP_PARAM_CACHE: dict[tuple[int, bytes], SpParam] = {}
+_SP_PARAM_CACHE_MAX = 4096  # attacker-chosen TLVs cannot grow it past ~0.5 MB
 
 
 def _sp_param(ptype: int, value: bytes) -> SpParam:
-    """SpParam is immutable: 1-byte parameters (at most 256 x 256 of them) are shared."""
-    if len(value) != 1:
-        return SpParam(ptype, value)
-    key = (ptype, value)
-    p = _SP_PARAM_CACHE.get(key)
-    if p is None:
-        p = _SP_PARAM_CACHE[key] = SpParam(ptype, value)
+    """SpParam is immutable, so 1-byte parameters are shared (a bounded table, parse speed)."""
+    p = SpParam(ptype, value)
+    if len(value) == 1 and len(_SP_PARAM_CACHE) < _SP_PARAM_CACHE_MAX:
+        _SP_PARAM_CACHE[ptype, value] = p
     return p
 
 
@@ -1242,19 +1242,26 @@ _AUTH_TAG_LEN = int(SrtpParam.AUTH_TAG_LEN)
 
 def _check_srtp_params(tlvs: list[tuple[int, int, bytes]], ctx: _Ctx, start: int) -> None:
     """RFC 3830 §6.10.1: registered types, 1-byte values (KDR 1..4), no repeats."""
-    seen: set[int] = set()
-    for off, ptype, value in tlvs:
-        plen = len(value)
-        if ptype not in _SRTP_PARAMS:
-            ctx.allow(Leniency.RESERVED_VALUE, f"unknown SRTP policy parameter {ptype}", off)
-        elif ptype == _KDR:
-            if not 1 <= plen <= 4:
-                raise DecodeError("key derivation rate must be 1..4 bytes", off + 1)
-        elif plen != 1:
-            raise DecodeError(f"SRTP parameter {ptype} must be 1 byte, not {plen}", off + 1)
-        if ptype in seen:
-            raise DecodeError(f"SRTP parameter {ptype} repeated", off)
-        seen.add(ptype)
+    seen = {t for _, t, _ in tlvs}
+    clean = (
+        len(seen) == len(tlvs)
+        and seen <= _SRTP_PARAMS
+        and all(len(v) == 1 or (t == _KDR and 1 <= len(v) <= 4) for _, t, v in tlvs)
+    )
+    if not clean:  # find the first offending TLV, in wire order, for the error offset
+        seen = set()
+        for off, ptype, value in tlvs:
+            plen = len(value)
+            if ptype not in _SRTP_PARAMS:
+                ctx.allow(Leniency.RESERVED_VALUE, f"unknown SRTP policy parameter {ptype}", off)
+            elif ptype == _KDR:
+                if not 1 <= plen <= 4:
+                    raise DecodeError("key derivation rate must be 1..4 bytes", off + 1)
+            elif plen != 1:
+                raise DecodeError(f"SRTP parameter {ptype} must be 1 byte, not {plen}", off + 1)
+            if ptype in seen:
+                raise DecodeError(f"SRTP parameter {ptype} repeated", off)
+            seen.add(ptype)
     # GStreamer writes the SRTP tag length (4/10) in param 3 and omits param 11 (MIKEY-SPEC §10).
     if _AUTH_KEY_LEN in seen and _AUTH_TAG_LEN not in seen:
         auth_len = next(v for _, t, v in tlvs if t == _AUTH_KEY_LEN)[0]
@@ -1381,9 +1388,12 @@ _COMPOSITION_NEEDS_RAND = (DataType.PSK_INIT,)
 
 def parse_message(data: bytes | bytearray | memoryview, *, lenient: bool = False) -> Message:
     """Parse MIKEY bytes into a :class:`Message`; raises :class:`DecodeError` on bad input."""
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if type(data) is bytes:
+        buf = data
+    elif isinstance(data, bytearray | memoryview):
+        buf = bytes(data)
+    else:
         raise DecodeError("MIKEY data must be bytes")
-    buf = bytes(data)
     if len(buf) > MAX_MESSAGE_SIZE:
         raise DecodeError(f"message of {len(buf)} bytes exceeds {MAX_MESSAGE_SIZE}", 0)
     try:
