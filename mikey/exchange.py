@@ -1212,6 +1212,9 @@ class Responder(_Exchange):
         cert: x509.Certificate | None = None
         if mode in (Mode.PSK, Mode.DHHMAC):
             psk = cfg.psk.lookup(initiator_id) if cfg.psk is not None else None
+            if not psk and mode == Mode.PSK and cfg.allow_null_kemac and _null_kemac(msg):
+                # NULL/NULL KEMAC (opt-in, RTSPS peers): no key protects it, so none is needed.
+                psk = bytearray(b"\0")
             if not psk:
                 raise IdentityError("unknown initiator identity")
             if mode == Mode.PSK:
@@ -1522,6 +1525,11 @@ class Responder(_Exchange):
             return Message(hdr, tuple(payloads)).encode()
         except MikeyError:
             return None
+
+
+def _null_kemac(msg: Message) -> bool:
+    kem = msg.payloads[-1] if msg.payloads else None
+    return isinstance(kem, Kemac) and kem.encr_alg == EncrAlg.NULL and kem.mac_alg == MacAlg.NULL
 
 
 def _tgk_from(keys: tuple[KeyData, ...]) -> bytearray | None:
