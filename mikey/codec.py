@@ -54,6 +54,7 @@ MAX_SUB_PAYLOADS = 32
 MAX_CS = 255
 
 _HDR = struct.Struct(">BBBBIBB")
+_MAP_TYPES = frozenset(int(t) for t in CsIdMapType)
 _SRTP_ID = struct.Struct(">BII")
 
 
@@ -129,9 +130,16 @@ class Reader:
         """A fixed-size big-endian record (a precompiled struct)."""
         return st.unpack_from(self.data, self._need(st.size, what))
 
-    def tlvs(self, what: str) -> list[tuple[int, int, bytes]]:
-        """All (offset, type, value) TLVs up to the end (8-bit type and length, RFC 3830 §6.10)."""
-        data, p, end = self.data, self.pos, self.end
+    def tlvs(self, length: int, what: str) -> list[tuple[int, int, bytes]]:
+        """The (offset, type, value) TLVs filling the next ``length`` bytes.
+
+        8-bit type and length, as SP parameters (RFC 3830 §6.10); the list must end exactly at
+        ``length`` bytes.
+        """
+        p = self.pos
+        self._need(length, f"{what}s")
+        data, end = self.data, p + length
+        self.pos = p
         out: list[tuple[int, int, bytes]] = []
         while p < end:
             if p + 2 > end:
@@ -143,7 +151,7 @@ class Reader:
                 raise self._short(q - p - 2, f"{what} value")
             out.append((p, data[p], data[p + 2 : q]))
             p = q
-        self.pos = p
+        self.pos = end
         return out
 
     def rest(self) -> bytes:
@@ -361,16 +369,17 @@ def _parse_header(
         rest = r.rest()
         if rest or next_type:
             tail = Opaque(next_type, rest)
-    hdr = Header(
-        data_type=data_type,
-        csb_id=csb_id,
-        cs_map=tuple(entries),
-        cs_map_type=map_type,
-        v=bool(vp & 0x80),
-        prf=prf,
-        version=version,
-        map_padding=padding,
-        raw_cs_count=0 if isinstance(map_type, CsIdMapType) else count,
+    hdr = Header(  # positional: data_type, csb_id, cs_map, cs_map_type, v, prf, version, ...
+        data_type,
+        csb_id,
+        tuple(entries),
+        map_type,
+        vp & 0x80 != 0,
+        prf,
+        version,
+        b"",
+        padding,
+        0 if map_type_raw in _MAP_TYPES else count,
     )
     return hdr, next_type, tail
 
@@ -1211,9 +1220,7 @@ def _parse_payload(r: Reader, ptype: int, ctx: _Ctx, hdr: Header) -> tuple[Paylo
 def _parse_sp(r: Reader, ctx: _Ctx, start: int, nxt: int) -> tuple[SecurityPolicy, int]:
     policy_no = r.u8("SP policy no")
     prot = _enum(ProtType, r.u8("SP prot type"), "SP prot type", ctx, start + 2)
-    n = r.u16("SP param length")
-    base = r._need(n, "SP params")
-    tlvs = Reader(r.data, base, base + n).tlvs("SP param")
+    tlvs = r.tlvs(r.u16("SP param length"), "SP param")
     if len(tlvs) > 64:
         raise DecodeError("too many SP parameters", start)
     if prot == ProtType.SRTP:
