@@ -16,11 +16,7 @@ from tests.fuzz.harnesses import CRASHERS, HARNESSES, RESPONDER_MODES, respond, 
 
 KNOWN: dict[str, str] = {}
 
-CASES = [
-    pytest.param(name, path.name, data, id=f"{name}/{path.parent.name}/{path.name[:24]}")
-    for name in HARNESSES
-    for path, data in seeds(name)
-]
+CASES = [(name, path, data) for name in HARNESSES for path, data in seeds(name)]
 
 
 def _marks(name: str, filename: str) -> list[pytest.MarkDecorator]:
@@ -30,7 +26,16 @@ def _marks(name: str, filename: str) -> list[pytest.MarkDecorator]:
 
 @pytest.mark.parametrize(
     ("name", "filename", "data"),
-    [pytest.param(*c.values, id=c.id, marks=_marks(c.values[0], c.values[1])) for c in CASES],
+    [
+        pytest.param(
+            name,
+            path.name,
+            data,
+            id=f"{name}/{path.parent.name}/{path.name[:24]}",
+            marks=_marks(name, path.name),
+        )
+        for name, path, data in CASES
+    ],
 )
 def test_harness_input(name: str, filename: str, data: bytes) -> None:
     bounded(HARNESSES[name].check, data, 5.0)

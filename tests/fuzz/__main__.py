@@ -170,7 +170,7 @@ def _record(findings: dict[str, str], name: str, kind: str, data: bytes, signatu
 
 def run_atheris(name: str, runs: int, seconds: float, input_timeout: float, seed: int) -> None:
     """Coverage-guided fuzzing of ``name``; libFuzzer exits the process when done."""
-    import atheris
+    import atheris  # type: ignore[import-untyped]
 
     with atheris.instrument_imports(include=PACKAGES):
         from . import harnesses

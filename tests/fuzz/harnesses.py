@@ -81,7 +81,7 @@ class Harness:
 
 def _soft(allowed: tuple[type[BaseException], ...], fn: Callable[[], object]) -> None:
     """Call an accessor a server would call; its own typed error is fine, others escape."""
-    with contextlib.suppress(allowed):
+    with contextlib.suppress(*allowed):
         fn()
 
 
@@ -316,7 +316,7 @@ HARNESSES: dict[str, Harness] = {
 
 def seeds(name: str) -> list[tuple[Path, bytes]]:
     """The seed corpus and kept crashers of harness ``name``, sorted by path."""
-    out = []
+    out: list[tuple[Path, bytes]] = []
     for root in (CORPUS / name, CRASHERS / name):
         if root.is_dir():
             out.extend(
