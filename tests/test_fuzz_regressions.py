@@ -8,10 +8,13 @@ when the owner fixes the bug the test XPASSes and the entry must be removed.
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import pytest
 
 from mikey.exchange import ExchangeCompleted
-from tests.fuzz.__main__ import bounded
+from tests.fuzz.__main__ import InputTimeout, _one, _parse_worker, bounded, mutate
 from tests.fuzz.harnesses import CRASHERS, HARNESSES, RESPONDER_MODES, respond, seeds
 
 KNOWN: dict[str, str] = {}
@@ -58,3 +61,49 @@ def test_known_crashers_exist() -> None:
     for key in KNOWN:
         name, filename = key.split("/", 1)
         assert (CRASHERS / name / filename).is_file(), key
+
+
+# -- the fuzz machinery itself can fail ------------------------------------------------------
+
+
+def test_bound_interrupts_a_python_loop() -> None:
+    def spin(data: bytes) -> None:
+        while True:
+            pass
+
+    with pytest.raises(InputTimeout):
+        bounded(spin, b"", 0.2)
+
+
+def test_pure_fuzzer_records_one_reproducer_per_site(tmp_path: Path) -> None:
+    def target(data: bytes) -> None:
+        if data[:1] == b"A":
+            raise IndexError("bug")
+
+    findings: dict[str, str] = {}
+    for data in (b"B", b"A1", b"A2"):
+        _one(target, "selftest", data, 1.0, findings, tmp_path)
+    (signature,) = findings
+    assert signature.startswith("IndexError at test_fuzz_regressions.py:")
+    assert [p.read_bytes() for p in (tmp_path / "selftest").iterdir()] == [b"A1"]
+
+
+def test_mutations_are_seeded_and_change_input() -> None:
+    pool = [b"hello world", b"INVITE sip:x SIP/2.0\r\n\r\n"]
+    a = [mutate(pool[0], pool, random.Random(9)) for _ in range(1)]
+    b = [mutate(pool[0], pool, random.Random(9)) for _ in range(1)]
+    assert a == b
+    rng = random.Random(1)
+    assert any(mutate(pool[0], pool, rng) != pool[0] for _ in range(20))
+
+
+def test_atheris_crash_output_is_a_finding() -> None:
+    out = (
+        " === Uncaught Python exception: ===\nValueError: boom\nTraceback ...\n"
+        "artifact_prefix='x/'; Test unit written to "
+        f"{Path(__file__).parent.resolve()}/fuzz/crashers/sdp/crash-00ff\n"
+        "stat::number_of_executed_units: 1234\n"
+    )
+    result = _parse_worker("sdp", out, 1, pure=False)
+    assert result["runs"] == 1234
+    assert result["findings"] == {"ValueError: boom": "crashers/sdp/crash-00ff"}

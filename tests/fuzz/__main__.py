@@ -102,8 +102,8 @@ def mutate(data: bytes, pool: list[bytes], rng: random.Random) -> bytes:
     return bytes(buf)
 
 
-def _save(name: str, kind: str, data: bytes) -> Path:
-    target = HERE / "crashers" / name
+def _save(name: str, kind: str, data: bytes, root: Path) -> Path:
+    target = root / name
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{kind}-{hashlib.sha1(data).hexdigest()}"
     path.write_bytes(data)
@@ -142,27 +142,31 @@ def _one(
     data: bytes,
     input_timeout: float,
     findings: dict[str, str],
+    root: Path = HERE / "crashers",
 ) -> int:
+    """Run one input under the bounds; record a finding (one reproducer per site) in ``root``."""
     start = time.monotonic()
     try:
         bounded(check, data, input_timeout)
     except InputTimeout:
-        _record(findings, name, "timeout", data, "InputTimeout")
+        _record(findings, name, "timeout", data, "InputTimeout", root)
     except MemoryError:
-        _record(findings, name, "oom", data, "MemoryError")
+        _record(findings, name, "oom", data, "MemoryError", root)
     except Exception as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         sig = f"{type(exc).__name__} at {Path(where.filename).name}:{where.lineno}"
-        _record(findings, name, "crash", data, sig)
+        _record(findings, name, "crash", data, sig, root)
     else:
         if time.monotonic() - start > input_timeout:  # a C-level stall SIGALRM could not break
-            _record(findings, name, "slow", data, "slow input")
+            _record(findings, name, "slow", data, "slow input", root)
     return 1
 
 
-def _record(findings: dict[str, str], name: str, kind: str, data: bytes, signature: str) -> None:
+def _record(
+    findings: dict[str, str], name: str, kind: str, data: bytes, signature: str, root: Path
+) -> None:
     if signature not in findings:  # keep one reproducer per distinct failure site
-        findings[signature] = str(_save(name, kind, data).relative_to(HERE))
+        findings[signature] = f"crashers/{name}/{_save(name, kind, data, root).name}"
 
 
 # -- atheris -----------------------------------------------------------------------------------
