@@ -63,6 +63,26 @@ def cipher(key_len: int) -> str:
     return f"aes-{key_len * 8}-icm"
 
 
+def wait_playing(proc: subprocess.Popen[bytes]) -> None:
+    """Read gst-launch's progress lines until the pipeline is PLAYING (EOF means it died)."""
+    assert proc.stdout is not None
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("gst-launch exited before PLAYING")
+        if b"PLAYING" in line:
+            return
+
+
+def wait_written(path: Path, size: int, alive: object, limit: float = 15.0) -> None:
+    """Poll until the pipeline has written ``size`` bytes, it exits, or a hang guard expires."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end and alive():  # type: ignore[operator]
+        if path.exists() and path.stat().st_size >= size:
+            return
+        time.sleep(0.05)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
@@ -85,7 +105,6 @@ def test_srtpdec_decodes_our_stream(tmp_path: Path, key_len: int, roc: int) -> N
             "timeout",
             "30",
             "gst-launch-1.0",
-            "-q",
             "-e",
             "udpsrc",
             "address=127.0.0.1",
@@ -97,21 +116,24 @@ def test_srtpdec_decodes_our_stream(tmp_path: Path, key_len: int, roc: int) -> N
             "rtppcmudepay",
             "!",
             "filesink",
+            "sync=false",
+            "buffer-mode=unbuffered",
             f"location={out}",
         ],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     policy = SrtpPolicy(encr_key_len=key_len)
     tx = OutboundStream([entry(policy, ssrc=SSRC, roc=roc, key=key, salt=salt)])
     try:
+        wait_playing(proc)
         wait_bound(port, lambda: proc.poll() is None)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for pkt in rtp_packets(tone_ulaw(440, 1.5), SSRC, seq0=1000):
                 sock.sendto(tx.protect(pkt), ("127.0.0.1", port))
                 time.sleep(0.002)
         assert tx.roc == roc
-        time.sleep(0.5)  # let the pipeline drain the socket before EOS (not an assertion)
+        wait_written(out, 8000, lambda: proc.poll() is None)
         proc.send_signal(signal.SIGINT)  # timeout(1) forwards it; -e turns it into EOS
         proc.wait(timeout=20)
     finally:
