@@ -8,14 +8,36 @@ when the owner fixes the bug the test XPASSes and the entry must be removed.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import random
 from pathlib import Path
 
 import pytest
 
-from mikey.exchange import ExchangeCompleted
+from mikey.codec import Kemac, parse_message
+from mikey.errors import (
+    AuthenticationError,
+    DecodeError,
+    MikeyError,
+    PolicyError,
+    TimestampError,
+)
+from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, StreamSpec
+from mikey.keying import Mode
+from mikey.registry import MacAlg
 from tests.fuzz.__main__ import InputTimeout, _one, _parse_worker, bounded, mutate
-from tests.fuzz.harnesses import CRASHERS, HARNESSES, RESPONDER_MODES, respond, seeds
+from tests.fuzz.harnesses import (
+    CRASHERS,
+    HARNESSES,
+    NOW,
+    RESPONDER_MODES,
+    exchange_configs,
+    mikey_lenient,
+    mikey_strict,
+    respond,
+    seeds,
+)
 
 KNOWN: dict[str, str] = {}
 
@@ -107,3 +129,57 @@ def test_atheris_crash_output_is_a_finding() -> None:
     result = _parse_worker("sdp", out, 1, pure=False)
     assert result["runs"] == 1234
     assert result["findings"] == {"ValueError: boom": "crashers/sdp/crash-00ff"}
+
+
+# -- the field's track record, as explicit oracles -------------------------------------------
+
+
+def _psk_offer(now: float = NOW) -> bytes:
+    init_cfg, _ = exchange_configs(Mode.PSK)
+    return Initiator(init_cfg, random.Random(4).randbytes).start(now, (StreamSpec(0x1234, 0, 0),))
+
+
+def _with_kemac(raw: bytes, kemac: Kemac) -> bytes:
+    msg = parse_message(raw)
+    payloads = tuple(kemac if isinstance(p, Kemac) else p for p in msg.payloads)
+    return dataclasses.replace(msg, payloads=payloads).encode()
+
+
+def test_kemac_without_key_data_is_refused_cleanly() -> None:
+    """gst-rtsp-server dereferenced NULL on a KEMAC carrying no key data."""
+    raw = _psk_offer()
+    old = next(p for p in parse_message(raw).payloads if isinstance(p, Kemac))
+    for kemac in (
+        dataclasses.replace(old, encr_data=b""),
+        Kemac.null(()),
+        Kemac.null((), MacAlg.HMAC_SHA_1_160),
+    ):
+        reply = respond(Mode.PSK, _with_kemac(raw, kemac))
+        assert isinstance(reply, ExchangeRefused)
+        assert isinstance(reply.error, AuthenticationError | PolicyError | DecodeError)
+
+
+def test_unknown_payload_in_chain_terminates() -> None:
+    """GStreamer's MIKEY parser looped for ever on an unhandled payload type."""
+    raw = bytearray(_psk_offer())
+    # the last payload (KEMAC) gets a successor of unassigned type 200 with a length field
+    msg = parse_message(bytes(raw))
+    assert isinstance(msg.payloads[-1], Kemac)
+    kemac_start = len(raw) - len(msg.payloads[-1].encode(0))
+    raw[kemac_start] = 200
+    tail = bytes([0, 0, 4]) + b"abcd"
+    for data in (bytes(raw) + tail, bytes(raw) + tail * 50, bytes(raw)):
+        with pytest.raises(MikeyError):
+            bounded(mikey_strict, data, 1.0)
+        with contextlib.suppress(MikeyError):
+            bounded(mikey_lenient, data, 1.0)
+        reply = respond(Mode.PSK, data)
+        assert isinstance(reply, ExchangeRefused)
+
+
+@pytest.mark.parametrize("skew", [-7200.0, -301.0, 301.0, 86400.0 * 365])
+def test_out_of_window_timestamp_is_refused(skew: float) -> None:
+    """minisip never checked timestamps (RFC 3830 §5.4: the responder must)."""
+    reply = respond(Mode.PSK, _psk_offer(NOW + skew))
+    assert isinstance(reply, ExchangeRefused)
+    assert isinstance(reply.error, TimestampError)
