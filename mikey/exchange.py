@@ -387,6 +387,8 @@ def _derive_data_sa(
                 valid_to=valid_to,
             )
         )
+    if prf_key is not None:
+        prf_key.wipe()
     return tuple(entries)
 
 
@@ -480,7 +482,6 @@ class Initiator(_Exchange):
     def __init__(self, config: ExchangeConfig, rng: Rng = default_rng) -> None:
         super().__init__(config, rng)
         self._i_raw = b""
-        self._i_msg: Message | None = None
         self._t_i = b""
         self._rand = b""
         self._csb_id = 0
@@ -574,7 +575,6 @@ class Initiator(_Exchange):
         else:
             raw = self._build_rsa_r(hdr, payloads, ids, sps)
         self._i_raw = raw
-        self._i_msg = parse_message(raw, lenient=cfg.lenient)
         return raw
 
     def _psk(self) -> bytes | bytearray:
@@ -1033,6 +1033,7 @@ def _open_kemac(
     mac_scope_kemac_only: bool,
     msg: Message,
     raw: bytes | None,
+    keep: _RespCtx | None = None,
 ) -> tuple[tuple[KeyData, ...], str | None]:
     """Verify the KEMAC MAC, then decrypt and parse its sub-payloads. Any failure: AUTH_FAILURE."""
     if not isinstance(kem.encr_alg, EncrAlg) or not isinstance(kem.mac_alg, MacAlg):
@@ -1076,7 +1077,10 @@ def _open_kemac(
         finally:
             _wipe(plain)
     finally:
-        tk.wipe()
+        if keep is None:
+            tk.wipe()
+        else:
+            keep.transport = tk  # reused for V / ERR; the context wipes it
     ident = next((s.text for s in subs if isinstance(s, IdPayload)), None)
     keys = tuple(s for s in subs if isinstance(s, KeyData))
     if not keys:
@@ -1234,6 +1238,7 @@ class Responder(_Exchange):
                     mac_scope_kemac_only=False,
                     msg=msg,
                     raw=raw,
+                    keep=ctx,
                 )
             else:
                 kem = msg.payloads[-1] if msg.payloads else None
@@ -1262,15 +1267,6 @@ class Responder(_Exchange):
                 )
             if mode == Mode.PSK:
                 ctx.v_alg = MacAlg(kem.mac_alg)
-                ctx.transport = derive_transport_keys(
-                    psk,
-                    msg.csb_id,
-                    rand,
-                    PrfFunc(msg.header.prf),
-                    EncrAlg.NULL,
-                    ctx.v_alg,
-                    minisip_compat=cfg.minisip_compat,
-                )
         else:
             cert = self._initiator_cert(msg, now)
             _check_cert_identity(cert, initiator_id)

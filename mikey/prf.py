@@ -22,7 +22,6 @@ import hmac
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
 
 from .errors import MikeyError
 from .registry import EncrAlg, MacAlg, PrfFunc
@@ -98,11 +97,11 @@ def label(const: int, cs_id: int, csb_id: int, rand: bytes) -> bytes:
 class PrfKey:
     """An inkey prepared for repeated PRF evaluations with different labels.
 
-    Holds a keyed HMAC state per 256-bit chunk. The caller keeps ownership of (and wipes) the
-    inkey; the HMAC states cannot be wiped, so drop the object as soon as the keys are derived.
+    Keeps a private copy of each 256-bit chunk (wiped by :meth:`wipe`) and uses the one-shot C
+    HMAC (``hmac.digest``), which is several times faster than copying keyed HMAC objects.
     """
 
-    __slots__ = ("_block", "_macs")
+    __slots__ = ("_block", "_chunks", "_digest")
 
     def __init__(
         self,
@@ -120,16 +119,16 @@ class PrfKey:
         size = len(inkey)
         if size == 0:
             raise MikeyError("PRF inkey is empty")
-        macs: list[Any] = []
+        chunks: list[bytearray] = []
         for start in range(0, size, _CHUNK):
             end = start + _CHUNK
             chunk = bytearray(inkey[start:end])
             if minisip_compat and end == size:
                 # minisip: last chunk length = len % 32, i.e. 0 for a multiple of 32.
                 del chunk[size % _CHUNK :]
-            macs.append(hmac.new(chunk, digestmod=digest))
-            chunk[:] = bytes(len(chunk))
-        self._macs: tuple[Any, ...] = tuple(macs)
+            chunks.append(chunk)
+        self._chunks = chunks
+        self._digest = digest
         self._block = block
 
     def derive(self, label: bytes, length: int) -> bytearray:
@@ -138,26 +137,28 @@ class PrfKey:
             raise MikeyError(f"PRF output length must be 0..{MAX_OUTPUT_LENGTH} bytes")
         blocks = -(-length // self._block)
         label = bytes(label)
-        macs = self._macs
-        if len(macs) == 1:
-            return bytearray(_p(macs[0], label, blocks)[:length])
+        chunks = self._chunks
+        if len(chunks) == 1:
+            return bytearray(_p(chunks[0], label, blocks, self._digest)[:length])
         acc = 0
-        for base in macs:
-            acc ^= int.from_bytes(_p(base, label, blocks), "big")
+        for chunk in chunks:
+            acc ^= int.from_bytes(_p(chunk, label, blocks, self._digest), "big")
         return bytearray(acc.to_bytes(blocks * self._block, "big")[:length])
 
+    def wipe(self) -> None:
+        """Overwrite the private copies of the inkey chunks."""
+        for chunk in self._chunks:
+            chunk[:] = bytes(len(chunk))
 
-def _p(base: Any, label: bytes, blocks: int) -> bytes:
+
+def _p(key: bytearray, label: bytes, blocks: int, digest: str) -> bytes:
     """P(s, label, m) of RFC 3830 §4.1.2: HMAC(s, A_i || label) for A_i = HMAC(s, A_{i-1})."""
     parts = []
     a = label
+    mac = hmac.digest
     for _ in range(blocks):
-        h = base.copy()
-        h.update(a)
-        a = h.digest()
-        h = base.copy()
-        h.update(a + label)
-        parts.append(h.digest())
+        a = mac(key, a, digest)
+        parts.append(mac(key, a + label, digest))
     return b"".join(parts)
 
 
@@ -170,7 +171,11 @@ def prf(
     minisip_compat: bool = False,
 ) -> bytearray:
     """The MIKEY PRF (RFC 3830 §4.1.2; PRF-HMAC-SHA-256 per RFC 6043 §6.1)."""
-    return PrfKey(inkey, func, minisip_compat=minisip_compat).derive(label, length)
+    key = PrfKey(inkey, func, minisip_compat=minisip_compat)
+    try:
+        return key.derive(label, length)
+    finally:
+        key.wipe()
 
 
 def derive(  # noqa: PLR0917 (signature agreed with the exchange modules)
@@ -234,8 +239,11 @@ def derive_transport_keys(  # noqa: PLR0917 (agreed signature)
     encr_label = label(KeyConst.TRANSPORT_ENCR, TRANSPORT_CS_ID, csb_id, rand)
     salt_label = label(KeyConst.TRANSPORT_SALT, TRANSPORT_CS_ID, csb_id, rand)
     auth_label = label(KeyConst.TRANSPORT_AUTH, TRANSPORT_CS_ID, csb_id, rand)
-    return TransportKeys(
-        encr_key=key.derive(encr_label, encr_len),
-        salt_key=key.derive(salt_label, SALT_KEY_LENGTH),
-        auth_key=key.derive(auth_label, auth_len),
-    )
+    try:
+        return TransportKeys(
+            encr_key=key.derive(encr_label, encr_len),
+            salt_key=key.derive(salt_label, SALT_KEY_LENGTH),
+            auth_key=key.derive(auth_label, auth_len),
+        )
+    finally:
+        key.wipe()
