@@ -238,3 +238,36 @@ def test_bad_arguments_exit_2() -> None:
     assert rc == 2 and "hex" in err
     rc, summary, _ = call("sip:bob@127.0.0.1:9", "--psk", PSK, "--timeout", "3")
     assert rc == 1 and summary["keyed"] is False
+
+
+@pytest.mark.timeout(90)
+def test_sample_softphone_call_and_answer(tmp_path: Path) -> None:
+    """samples/softphone.py both ways: each side records the other's 440 Hz tone."""
+    from rtspglue.media import dominant_frequency, read_wav
+
+    port = free_port()
+    sample = [sys.executable, "-m", "samples.softphone"]
+    answer = subprocess.Popen(
+        ["timeout", "60", *sample, "answer", "--port", str(port), "--psk", PSK,
+         "--seconds", "5", "--record", str(tmp_path / "b.wav")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert answer.stdout is not None
+        assert answer.stdout.readline().startswith("answering on sip:")
+        r = subprocess.run(
+            ["timeout", "60", *sample, "call", f"sip:bob@127.0.0.1:{port}", "--psk", PSK,
+             "--seconds", "1.5", "--record", str(tmp_path / "a.wav")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "live_gsas=0" in r.stdout and "unwiped_buffers=0" in r.stdout
+        line = answer.stdout.readline()  # the answerer's per-call line, after the BYE
+        assert "SRTP packets decrypted" in line
+    finally:
+        os.kill(answer.pid, signal.SIGINT)
+        answer.communicate(timeout=20)
+    for name in ("a.wav", "b.wav"):
+        samples = read_wav(tmp_path / name)
+        assert len(samples) > 4000
+        assert abs(dominant_frequency(samples[800:]) - 440) <= 3
