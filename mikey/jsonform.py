@@ -184,8 +184,9 @@ def to_json(m: Message) -> JsonObj:
                     "spi": e.spi.hex(),
                 }
             )
-    if h.raw_map_info:
+    if h.raw_map_info or h.raw_cs_count:
         out["raw_map_info"] = h.raw_map_info.hex()
+        out["raw_cs_count"] = h.raw_cs_count
     if h.map_padding:
         out["map_padding"] = h.map_padding.hex()
     out["payloads"] = [payload_to_json(p) for p in m.payloads]
@@ -375,6 +376,7 @@ def _from_json(obj: Any) -> Message:
         prf=_reg(PrfFunc, obj.get("prf", "MIKEY_1"), "PRF func"),
         version=int(obj.get("version", 1)),
         raw_map_info=bytes.fromhex(obj.get("raw_map_info", "")),
+        raw_cs_count=int(obj.get("raw_cs_count", 0)),
         map_padding=bytes.fromhex(obj.get("map_padding", "")),
     )
     payloads = obj.get("payloads", [])
