@@ -234,12 +234,12 @@ async def test_rtsp_malformed_flood_survives() -> None:
 
 
 @contextlib.asynccontextmanager
-async def _sip_pair() -> AsyncIterator[tuple[UserAgent, UserAgent]]:
+async def _sip_pair(transport: str = "tcp") -> AsyncIterator[tuple[UserAgent, UserAgent]]:
     from sipglue.transaction import TimerConfig
 
     fast = TimerConfig(t1=0.05, t2=0.4, t4=0.5)
-    uac = UserAgent(Recorder(), transport="tcp", user="alice", timers=fast)
-    uas = UserAgent(Recorder(), transport="tcp", user="bob", timers=fast)
+    uac = UserAgent(Recorder(), transport=transport, user="alice", timers=fast)
+    uas = UserAgent(Recorder(), transport=transport, user="bob", timers=fast)
     await uac.listen()
     await uas.listen()
     try:
@@ -250,9 +250,8 @@ async def _sip_pair() -> AsyncIterator[tuple[UserAgent, UserAgent]]:
 
 
 async def _sip_call_works(uac: UserAgent, uas: UserAgent) -> bool:
-    call = await asyncio.wait_for(
-        uac.invite(f"sip:bob@127.0.0.1:{uas.port};transport=tcp", offer()), 10
-    )
+    suffix = ";transport=tcp" if uas.transport_name == "TCP" else ""
+    call = await asyncio.wait_for(uac.invite(f"sip:bob@127.0.0.1:{uas.port}{suffix}", offer()), 10)
     ok = call.state == CallState.CONFIRMED
     remote = await asyncio.wait_for(uas.incoming.get(), 5)
     await asyncio.wait_for(remote.wait_confirmed(), 5)
@@ -325,4 +324,42 @@ async def test_sip_malformed_flood_survives() -> None:
             await asyncio.gather(
                 *(_exchange(uas.port, a, timeout=0.5) for a in attacks[start : start + 30])
             )
+        assert isinstance(uas.transport, TcpTransport)
+        for _ in range(100):  # every attacking connection is gone: nothing left behind
+            if not uas.transport.connections:
+                break
+            await asyncio.sleep(0.05)
+        assert uas.transport.connections == {}
+        assert uas.calls == {}
         assert await _sip_call_works(uac, uas)
+
+
+class _Blaster(asyncio.DatagramProtocol):
+    pass
+
+
+async def test_sip_udp_malformed_flood_survives() -> None:
+    corpus = [data for _, data in seeds("sip_message")]
+    rng = random.Random(6)
+    async with _sip_pair("udp") as (uac, uas):
+        loop = asyncio.get_running_loop()
+        sock, _ = await loop.create_datagram_endpoint(_Blaster, remote_addr=("127.0.0.1", uas.port))
+        try:
+            for i in range(600):
+                if i % 3 == 0:
+                    sock.sendto(rng.randbytes(rng.randint(0, 1400)))
+                else:
+                    sock.sendto(mutate(rng.choice(corpus), corpus, rng)[:65000])
+                if i % 50 == 0:
+                    await asyncio.sleep(0.01)
+        finally:
+            sock.close()
+        await asyncio.sleep(0.1)
+        assert await _sip_call_works(uac, uas)
+        # INVITEs the mutations left valid made calls whose 2xx nobody ACKs: they must end
+        # (RFC 3261 §13.3.1.4, 64*T1) and be forgotten - nothing left behind.
+        for _ in range(200):
+            if not uas.calls:
+                break
+            await asyncio.sleep(0.05)
+        assert uas.calls == {}
