@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import hashlib
 import os
 from collections import OrderedDict
@@ -314,7 +315,25 @@ class _Exchange:
             raise PolicyError(
                 f"no SP payload with policy no {policy_no}", error_no=ErrorNo.INVALID_SP
             )
-        return policy_from_sp(sp, tag_in_auth_key_len=lenient)
+        return _cached_policy_from_sp(sp, lenient)
+
+
+# Policies repeat across exchanges; their (pure) conversions and checks are memoised. Only
+# successful checks are cached, so a refused policy is re-examined (and refused) every time.
+@functools.lru_cache(maxsize=512)
+def _cached_policy_from_sp(sp: SecurityPolicy, lenient: bool) -> SrtpPolicy:
+    return policy_from_sp(sp, tag_in_auth_key_len=lenient)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_sp(policy: SrtpPolicy, policy_no: int, style: SpStyle) -> SecurityPolicy:
+    return _sp_from_policy(policy, policy_no, style=style)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_check(acceptable: AcceptablePolicies, policy: SrtpPolicy) -> bool:
+    acceptable.check(policy)
+    return True
 
 
 def _derive_data_sa(
@@ -548,7 +567,7 @@ class Initiator(_Exchange):
                 raise MikeyError(f"stream refers to policy {no}, only {len(cfg.offered)} offered")
             pol = cfg.offered[no]
             self._policies[no] = pol
-            sps.append(_sp_from_policy(pol, no, style=cfg.sp_style))
+            sps.append(_cached_sp(pol, no, cfg.sp_style))
         hdr = Header(
             data_type=INIT_TYPE[cfg.mode],
             csb_id=csb_id,
@@ -1296,7 +1315,7 @@ class Responder(_Exchange):
         for cs in msg.header.srtp_entries:
             if cs.policy_no not in policies:
                 pol = self._policy_for(sps, cs.policy_no, lenient_tag)
-                cfg.acceptable.check(pol)
+                _cached_check(cfg.acceptable, pol)
                 policies[cs.policy_no] = pol
         cs_map = list(msg.header.srtp_entries)
         fill = list(local_ssrcs)
