@@ -25,7 +25,19 @@ MIKEY = [sys.executable, "-m", "mikey.cli"]
 
 @contextmanager
 def serve(*flags: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    cmd = ["timeout", "60", *MIKEY, "rtsp", "serve", "--bind", "127.0.0.1:0", "--freq", "700"]
+    # --foreground: timeout must forward our signal to the server once, not to its group too.
+    cmd = [
+        "timeout",
+        "--foreground",
+        "60",
+        *MIKEY,
+        "rtsp",
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--freq",
+        "700",
+    ]
     proc = subprocess.Popen([*cmd, *flags], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
