@@ -406,6 +406,12 @@ async def _listen(args: argparse.Namespace) -> int:
     acceptor = asyncio.ensure_future(accept())
     await stop.wait()
     acceptor.cancel()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # shutdown is bounded; a repeated signal (coreutils timeout signals the child and its
+        # process group) must not kill us half-way through tearing the GSAs down
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
     await ua.close()  # ends every live call: on_terminated tears its GSA down
     if tasks:
         await asyncio.wait(tasks, timeout=5)
