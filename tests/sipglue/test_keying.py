@@ -311,18 +311,19 @@ async def test_rekey_by_reinvite_without_media_loss(sides: list[Side], mode: Mod
 @pytest.mark.parametrize("mode", [Mode.PSK, Mode.DH])
 async def test_lossy_udp_calls_complete(sides: list[Side], mode: Mode, seed: int) -> None:
     """20% loss, duplicates and reordering: retransmissions are absorbed below the keying."""
-    counter = [0]
+    wrappers: list[LossyDatagramWrapper] = []
 
     def lossy(inner: UdpTransport) -> LossyDatagramWrapper:
-        counter[0] += 1
-        return LossyDatagramWrapper(
+        wrapper = LossyDatagramWrapper(
             inner,
-            seed=seed * 10 + counter[0],
+            seed=seed * 10 + len(wrappers),
             loss=0.2,
             duplicate=0.2,
             reorder=0.2,
             reorder_delay=0.02,
         )
+        wrappers.append(wrapper)
+        return wrapper
 
     i_cfg, r_cfg = configs(mode, verify=True)
     uac = await make_side(i_cfg, "alice", factory=lossy)
@@ -335,6 +336,7 @@ async def test_lossy_udp_calls_complete(sides: list[Side], mode: Mode, seed: int
         await call.bye()
         await asyncio.wait_for(remote.wait_terminated(), 10)
     assert uas.keying.refused == 0  # no retransmitted INVITE reached the replay cache
+    assert sum(w.dropped for w in wrappers) > 0 and sum(w.duplicated for w in wrappers) > 0
     assert_clean(uac, uas)
 
 
@@ -422,3 +424,22 @@ async def test_unkeyed_call_has_no_keys(sides: list[Side]) -> None:
         uac.keying.keys(call)
     with pytest.raises(KeyingError):
         await uac.keying.rekey(call)
+
+
+@pytest.mark.timeout(30)
+async def test_key_mgmt_at_media_level(sides: list[Side]) -> None:
+    i_cfg, r_cfg = configs(Mode.DHHMAC)
+    uac = await make_side(i_cfg, "alice")
+    uas = await make_side(r_cfg, "bob")
+    sides.extend([uac, uas])
+    uac.keying.key_mgmt_at_media = True
+    call = await uac.keying.invite(uac.ua, target(uas))
+    remote = await answered(uas)
+    assert call.local_sdp is not None and call.remote_sdp is not None
+    assert call.local_sdp.key_mgmt(None) == [] and len(call.local_sdp.key_mgmt(0)) == 1
+    # RFC 4567 §3.1: the answer carries the response at the level the offer used
+    assert call.remote_sdp.key_mgmt(None) == [] and len(call.remote_sdp.key_mgmt(0)) == 1
+    assert_equal_keys(uac, call, uas, remote)
+    await remote.bye()
+    await asyncio.wait_for(call.wait_terminated(), 5)
+    assert_clean(uac, uas)
