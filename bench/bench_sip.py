@@ -5,7 +5,8 @@ once the answer is accepted and the call keyed), then BYE outside the timed part
 calls alternate so noise hits both; the lower quartile of each arm is compared (this 2-core
 machine is shared: preemption adds whole ~4 ms scheduler slices to a random half of the trials, so a
 median would measure the neighbours, not the call). The MIKEY exchange's own cost (the sans-IO
-``start``/``respond``/``finish``, measured in the same run) is the floor for the public-key modes.
+``start``/``respond``/``finish`` plus building both sides' SRTP contexts, measured in the same run)
+is the floor for the public-key modes: what keying costs with no SIP around it.
 Goals: PSK adds <= 1 ms; every other mode adds <= its floor + 1 ms.
 
 Throughput: one UAS answering a UAC; calls run ``CONCURRENCY`` at a time, each INVITE, ACK, BYE,
@@ -91,18 +92,20 @@ class _Pair:
 
 
 def _floor_ms(i_cfg: ExchangeConfig, r_cfg: ExchangeConfig, n: int) -> float:
-    """Median wall time of the sans-IO exchange alone (start, respond, finish)."""
+    """Wall time of the keying alone: sans-IO exchange (start, respond, finish) and both GSAs."""
     times: list[float] = []
-    for _ in range(n):
+    registry = GsaRegistry()
+    for k in range(n):
         t0 = time.perf_counter()
         init = Initiator(i_cfg)
         msg = init.start(time.time(), (StreamSpec(0x1111), StreamSpec(0)))
         reply = Responder(r_cfg).respond(msg, time.time(), local_ssrcs=[0x2222])
         assert isinstance(reply, ExchangeCompleted)
         res = init.finish(reply.answer if init.expects_response else None, time.time())
+        registry.establish(f"i{k}", res, 0.0, outbound_ssrcs={0x1111})
+        registry.establish(f"r{k}", reply.result, 0.0, outbound_ssrcs={0x2222})
         times.append((time.perf_counter() - t0) * 1000)
-        res.wipe()
-        reply.result.wipe()
+        registry.teardown_all()
     return _quartile(times)
 
 
