@@ -24,6 +24,7 @@ from srtp import Gsa, GsaRegistry, TeardownReason
 from srtp.audio import AudioTrackError, PcmRecorder, ToneTrack, wav_track
 from srtp.media import (
     AiortcVersionError,
+    AudioCodec,
     MediaBridgeError,
     SrtpMediaTransport,
     StreamSet,
@@ -102,14 +103,14 @@ async def call() -> AsyncIterator[Call]:
 
 
 async def tone_call(
-    c: Call, codec: str, freq: float = 440, seconds: float = 1.2
+    c: Call, codec: AudioCodec, freq: float = 440, seconds: float = 1.2
 ) -> tuple[PcmRecorder, object]:
     """A sends a tone until its track ends and the sender stops; B records until the BYE."""
-    rx, track = await receive_audio(c.b, codec, remote_ssrc=SSRC_A, rtcp_ssrc=SSRC_B)  # type: ignore[arg-type]
+    rx, track = await receive_audio(c.b, codec, remote_ssrc=SSRC_A, rtcp_ssrc=SSRC_B)
     rec = PcmRecorder(track)
     rec.start()
     tone = ToneTrack(freq, duration=seconds)
-    sender = await start_audio(c.a, tone, ssrc=SSRC_A, codec=codec)  # type: ignore[arg-type]
+    sender = await start_audio(c.a, tone, ssrc=SSRC_A, codec=codec)
     assert sender._ssrc == SSRC_A
     await until(lambda: tone.readyState == "ended", "A's tone track played to its end")
     await guarded(sender.stop(), "sender stopped")  # sends an SRTCP BYE
@@ -364,9 +365,20 @@ async def test_stream_set_without_gsa() -> None:
 # -- interop: GStreamer's srtpdec decodes the bridge's SRTP ----------------------------------
 
 
+def stop_pipeline(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the ``timeout`` wrapper, which forwards it to gst-launch (SIGKILL would orphan it)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @pytest.mark.interop
 async def test_gstreamer_srtpdec_decodes_bridge_output(tmp_path: Path) -> None:
-    from ..interop.test_srtp_gstreamer import _has_srtp_plugin, stop, wait_written
+    from ..interop.test_srtp_gstreamer import _has_srtp_plugin, wait_written
     from .media import free_udp_port_pair, ulaw_decode, wait_bound
 
     if not _has_srtp_plugin():
@@ -378,37 +390,44 @@ async def test_gstreamer_srtpdec_decodes_bridge_output(tmp_path: Path) -> None:
     reg = GsaRegistry()
     gsa = reg.establish("call", i_res, NOW + 1, outbound_ssrcs={SSRC_A})
     port = free_udp_port_pair()
-    out = tmp_path / "out.ulaw"
+    out, rtcp_out = tmp_path / "out.ulaw", tmp_path / "out.rtcp"
     caps = (
         "application/x-srtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0,"
         f"ssrc=(uint){SSRC_A},srtp-key=(buffer){key_hex},"
         "srtp-cipher=aes-128-icm,srtp-auth=hmac-sha1-80,"
         "srtcp-cipher=aes-128-icm,srtcp-auth=hmac-sha1-80"
     )
-    # srtpdec demultiplexes the bridge's SRTCP (RFC 5761) to its rtcp_src pad.
+    # srtpdec demultiplexes the bridge's SRTCP (RFC 5761) to its rtcp_src pad. The sinks write
+    # unbuffered and without preroll (the RTCP branch sees no data at first, and EOS never
+    # reaches it), so the pipeline is stopped by PID instead of by EOS.
     pipeline = (
         f"udpsrc address=127.0.0.1 port={port} caps={caps} ! srtpdec name=d "
-        f"d.rtp_src ! rtppcmudepay ! filesink location={out} d.rtcp_src ! fakesink"
+        f"d.rtp_src ! rtppcmudepay ! filesink async=false buffer-mode=unbuffered location={out} "
+        f"d.rtcp_src ! filesink async=false buffer-mode=unbuffered location={rtcp_out}"
     )
     proc = subprocess.Popen(
-        ["timeout", "30", "gst-launch-1.0", "-q", "-e", *pipeline.split()],
+        ["timeout", "30", "gst-launch-1.0", "-q", *pipeline.split()],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     t = await SrtpMediaTransport.open(gsa, remote=("127.0.0.1", port))
     try:
         await asyncio.to_thread(wait_bound, port, lambda: proc.poll() is None)
-        sender = await start_audio(t, ToneTrack(440, duration=1.2), ssrc=SSRC_A)
+        tone = ToneTrack(440, duration=1.2)
+        sender = await start_audio(t, tone, ssrc=SSRC_A)
+        await until(lambda: tone.readyState == "ended", "the tone played to its end")
+        await sender.stop()  # at least the SRTCP BYE
         await asyncio.to_thread(wait_written, out, 6000, lambda: proc.poll() is None)
-        await sender.stop()
-        proc.send_signal(2)  # SIGINT: timeout(1) forwards it, -e turns it into EOS
-        await asyncio.to_thread(proc.wait, 20)
+        await asyncio.to_thread(wait_written, rtcp_out, 8, lambda: proc.poll() is None)
     finally:
         t.close()
-        stop(proc)
+        await asyncio.to_thread(stop_pipeline, proc)
         reg.teardown("call", TeardownReason.BYE, NOW + 5)
-    samples = ulaw_decode(out.read_bytes())
     err = proc.stderr.read() if proc.stderr else b""
+    samples = ulaw_decode(out.read_bytes())
     assert len(samples) >= 6000, err
     assert abs(dominant_frequency(samples[2000:], 8000) - 440) <= 5
+    rtcp = rtcp_out.read_bytes()  # decrypted SR/SDES/BYE compounds sent by aiortc as SSRC_A
+    assert len(rtcp) >= 8 and rtcp[0] >> 6 == 2 and rtcp[1] in (200, 203), err
+    assert int.from_bytes(rtcp[4:8], "big") == SSRC_A
     assert reg.audit().clean
