@@ -8,6 +8,8 @@ corrupted or replayed, and GStreamer's srtpdec (an independent libsrtp user) dec
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 import socket
 import struct
 import subprocess
@@ -269,6 +271,46 @@ async def test_garbage_unknown_ssrc_and_foreign_sources(call: Call) -> None:
         await until(lambda: call.b.counters.foreign_source == 1, "the stranger dropped")
     await rx.stop()
     assert track.readyState in ("live", "ended")
+
+
+def received(t: SrtpMediaTransport, n: int) -> bool:
+    return t.counters.received == n
+
+
+async def test_random_datagrams_never_reach_aiortc(call: Call) -> None:
+    """Random bytes, and random bytes behind a keyed SSRC, are all refused; the call goes on."""
+    rng = random.Random(7)
+    rx, track = await receive_audio(call.b, "PCMU")
+    target = call.b.local_address
+    sent = 0
+    expect = {"auth_failures": 0, "rejected": 0}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        for i in range(300):
+            body = rng.randbytes(rng.randrange(0, 200))
+            if i % 2:  # SRTP/SRTCP from A's SSRC with a random body: libsrtp must refuse it
+                rtcp = rng.random() < 0.5
+                head = (
+                    struct.pack("!BBHI", 0x80, 200, 6, SSRC_A)
+                    if rtcp
+                    else struct.pack("!BBHII", 0x80, 0, i, i, SSRC_A)
+                )
+                body = head + rng.randbytes(rng.randrange(24, 200))
+                # SRTCP whose E flag contradicts the encrypting policy is refused before the tag
+                # check (libsrtp "cant_check"); everything else must fail authentication.
+                unencrypted_srtcp = rtcp and not body[-14] & 0x80  # RFC 3711 §3.4 E flag
+                expect["rejected" if unencrypted_srtcp else "auth_failures"] += 1
+            s.sendto(body, target)
+            sent += 1
+            if sent % 25 == 0:  # stay far below the socket's receive buffer
+                await until(functools.partial(received, call.b, sent), "datagrams read")
+    c = call.b.counters
+    assert c.decrypted_rtp == c.decrypted_rtcp == c.delivered == 0
+    assert (c.auth_failures, c.rejected) == (expect["auth_failures"], expect["rejected"])
+    assert c.malformed + c.unknown_ssrc + c.auth_failures + c.replays + c.rejected == sent
+    assert call.b.state == "connected" and call.b.remote_address is None
+    await rx.stop()
+    assert track.kind == "audio"
 
 
 async def test_unkeyed_ssrc_is_never_sent_in_clear(call: Call) -> None:
