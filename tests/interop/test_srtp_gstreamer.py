@@ -84,8 +84,16 @@ def wait_written(path: Path, size: int, alive: object, limit: float = 15.0) -> N
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the ``timeout`` wrapper (it forwards the signal to gst-launch), then SIGKILL.
+
+    Killing the wrapper outright would orphan gst-launch.
+    """
     if proc.poll() is None:
-        proc.kill()
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     proc.wait(timeout=10)
 
 
