@@ -29,6 +29,7 @@ from mikey.registry import MacAlg
 from tests.fuzz.__main__ import InputTimeout, _one, _parse_worker, bounded, mutate
 from tests.fuzz.harnesses import (
     CRASHERS,
+    GSTREAMER_RESPONDER,
     HARNESSES,
     NOW,
     RESPONDER_MODES,
@@ -72,11 +73,16 @@ def test_every_harness_has_seeds() -> None:
         assert corpus, f"no seed corpus for {name}"
 
 
-@pytest.mark.parametrize("name", list(RESPONDER_MODES))
+@pytest.mark.parametrize("name", [*RESPONDER_MODES, GSTREAMER_RESPONDER])
 def test_responder_seeds_complete(name: str) -> None:
     corpus = [d for p, d in seeds(name) if CRASHERS not in p.parents]
+    assert corpus
     for data in corpus:
-        assert isinstance(respond(RESPONDER_MODES[name], data), ExchangeCompleted)
+        if name == GSTREAMER_RESPONDER:
+            reply = respond(Mode.PSK, data, gstreamer=True)
+        else:
+            reply = respond(RESPONDER_MODES[name], data)
+        assert isinstance(reply, ExchangeCompleted)
 
 
 def test_known_crashers_exist() -> None:

@@ -251,17 +251,23 @@ def exchange_configs(
 
 
 @functools.cache
-def _responder_config(mode: Mode) -> ExchangeConfig:
-    return exchange_configs(mode)[1]
+def _responder_config(mode: Mode, gstreamer: bool) -> ExchangeConfig:
+    cfg = exchange_configs(mode)[1]
+    return cfg.gstreamer_profile() if gstreamer else cfg
 
 
 def _responder_rng(n: int) -> bytes:
     return bytes(n)  # deterministic; the harness checks robustness, not secrecy
 
 
-def respond(mode: Mode, data: bytes) -> ExchangeCompleted | ExchangeRefused:
-    """One fresh responder (own replay cache and CSB table) answering ``data`` at NOW."""
-    cfg = replace(_responder_config(mode), replay=ReplayGuard(), csbs=CsbTable())
+def respond(
+    mode: Mode, data: bytes, *, gstreamer: bool = False
+) -> ExchangeCompleted | ExchangeRefused:
+    """One fresh responder (own replay cache and CSB table) answering ``data`` at NOW.
+
+    ``gstreamer`` uses the opt-in NULL-KEMAC lenient profile (the form gst-rtsp-server parses).
+    """
+    cfg = replace(_responder_config(mode, gstreamer), replay=ReplayGuard(), csbs=CsbTable())
     reply = Responder(cfg, _responder_rng).respond(data, NOW + 0.5, local_ssrcs=LOCAL_SSRCS)
     if isinstance(reply, ExchangeCompleted):
         reply.result.wipe()
@@ -277,11 +283,11 @@ def respond(mode: Mode, data: bytes) -> ExchangeCompleted | ExchangeRefused:
     return reply
 
 
-def _responder(mode: Mode) -> Callable[[bytes], object]:
+def _responder(mode: Mode, gstreamer: bool = False) -> Callable[[bytes], object]:
     def run(data: bytes) -> object:
         # An exception out of respond() itself is a finding: it must answer or refuse.
         try:
-            return respond(mode, data)
+            return respond(mode, data, gstreamer=gstreamer)
         except mikey.MikeyError as exc:
             raise AssertionError(f"respond() raised {type(exc).__name__}") from exc
 
@@ -295,6 +301,8 @@ RESPONDER_MODES = {
     "responder_dhhmac": Mode.DHHMAC,
     "responder_rsa_r": Mode.RSA_R,
 }
+
+GSTREAMER_RESPONDER = "responder_gst_null"
 
 HARNESSES: dict[str, Harness] = {
     h.name: h
@@ -310,6 +318,7 @@ HARNESSES: dict[str, Harness] = {
             Harness(name, _responder(mode), (), crypto=True)
             for name, mode in RESPONDER_MODES.items()
         ),
+        Harness(GSTREAMER_RESPONDER, _responder(Mode.PSK, gstreamer=True), (), crypto=True),
     )
 }
 

@@ -30,7 +30,17 @@ from sipglue.message import Request, Response
 from sipglue.sdp import KeyMgmtAttr, build_audio_answer, build_audio_offer
 from tests.mikey import certs, vectors
 
-from .harnesses import ALICE, BOB, CORPUS, KEYS, NOW, RESPONDER_MODES, exchange_configs, identities
+from .harnesses import (
+    ALICE,
+    BOB,
+    CORPUS,
+    GSTREAMER_RESPONDER,
+    KEYS,
+    NOW,
+    RESPONDER_MODES,
+    exchange_configs,
+    identities,
+)
 
 
 def _write_keys() -> None:
@@ -214,7 +224,20 @@ def build() -> dict[str, list[bytes]]:
     ]
     for name, mode in RESPONDER_MODES.items():
         corpus[name] = [i_msg for i_msg, _ in ex[mode]]
+    corpus[GSTREAMER_RESPONDER] = gstreamer_offers()
+    corpus["mikey_lenient"] += corpus[GSTREAMER_RESPONDER]
     return corpus
+
+
+def gstreamer_offers() -> list[bytes]:
+    """NULL-KEMAC PSK I_MESSAGEs of the GStreamer profile, one and two streams."""
+    out = []
+    for seed, streams in enumerate(
+        [(StreamSpec(0x1234, 0, 0),), (StreamSpec(0x1234, 0, 0), StreamSpec(0x4321, 7, 0))], 500
+    ):
+        init_cfg = exchange_configs(Mode.PSK)[0].gstreamer_profile()
+        out.append(Initiator(init_cfg, _rng(seed)).start(NOW, streams))  # type: ignore[arg-type]
+    return out
 
 
 def _strict_ok(data: bytes) -> bool:
