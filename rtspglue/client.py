@@ -142,6 +142,7 @@ class RtspClient:
         self.session: SetupResult | None = None
         self.media: DescribedMedia | None = None
         self.teardown_reason: TeardownReason | None = None
+        self._teardown_sent = False
         self._cseq = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -226,7 +227,12 @@ class RtspClient:
                     waiter.set_exception(RtspConnectionError("connection lost"))
             self._waiting.clear()
             if self.session is not None:
-                self._end(TeardownReason.CONNECTION_LOST)
+                # A server may close right after answering TEARDOWN: that is still a TEARDOWN.
+                self._end(
+                    TeardownReason.TEARDOWN
+                    if self._teardown_sent
+                    else TeardownReason.CONNECTION_LOST
+                )
 
     def _answer_server_request(self, request: RtspRequest) -> None:
         if self._writer is None or request.cseq is None:
@@ -359,6 +365,7 @@ class RtspClient:
         """TEARDOWN the session and release the receive ports."""
         if self.session is None:
             raise RtspError("no session")
+        self._teardown_sent = True
         try:
             await self._checked("TEARDOWN", self._session_url())
         finally:
