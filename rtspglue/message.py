@@ -314,6 +314,11 @@ class RtspParser:
         """True once a parse error has been raised."""
         return self._state is _State.FAILED
 
+    @property
+    def pending(self) -> bool:
+        """True while part of a message (or interleaved frame) is buffered."""
+        return bool(self._buffer) or self._state != _State.IDLE
+
     def feed(self, data: bytes) -> list[RtspMessage]:
         """Consume ``data``; return the messages it completed, in order."""
         if self._state is _State.FAILED:

@@ -187,6 +187,10 @@ class ServerConfig:
     ptime: float = 0.020
     max_write_buffer: int = 256 * 1024
     server_name: str = "rtspglue"
+    #: a request must be complete this long after its first byte (slow-drip / slowloris bound)
+    request_timeout: float = 4.0
+    #: a connection without a session that sends nothing for this long is closed
+    idle_timeout: float = 30.0
 
 
 class _Rtcp(asyncio.DatagramProtocol):
@@ -243,6 +247,7 @@ class RtspServer:
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
         self.malformed = 0
+        self.slow_closed = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -325,10 +330,24 @@ class RtspServer:
 
     async def _read_loop(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
         parser = RtspParser(self.config.limits)
+        loop = asyncio.get_running_loop()
+        partial_since: float | None = None
         while True:
-            data = await reader.read(65536)
+            if partial_since is not None:
+                timeout: float | None = partial_since + self.config.request_timeout - loop.time()
+            elif not conn.sessions:
+                timeout = self.config.idle_timeout
+            else:
+                timeout = None  # sessions have their own timeout
+            try:
+                data = await asyncio.wait_for(reader.read(65536), timeout)
+            except TimeoutError:
+                self.slow_closed += 1
+                return
             if not data:
                 return
+            if partial_since is None:
+                partial_since = loop.time()
             try:
                 messages = parser.feed(data)
             except RtspParseError:
@@ -337,6 +356,8 @@ class RtspServer:
                 conn.writer.write(bad.encode())
                 await conn.writer.drain()
                 return
+            if not parser.pending:
+                partial_since = None
             for message in messages:
                 if isinstance(message, InterleavedFrame):
                     session = self._sessions.get(conn.channels.get(message.channel, ""))

@@ -670,6 +670,11 @@ class StreamParser:
         self._buffer = bytearray()
         self._pending: tuple[Message, int] | None = None
 
+    @property
+    def pending(self) -> bool:
+        """True while part of a message is buffered."""
+        return bool(self._buffer) or self._pending is not None
+
     def feed(self, data: bytes) -> list[Message]:
         """Add bytes; return every complete message. Raises SipParseError (then unusable)."""
         self._buffer += data

@@ -117,6 +117,7 @@ class _TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
         self.last_activity = 0.0
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -130,7 +131,6 @@ class _TcpConnection(asyncio.Protocol):
         self.owner.connections.setdefault(self.peer, self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
         try:
             messages = self.parser.feed(data)
         except SipParseError as exc:
@@ -138,10 +138,30 @@ class _TcpConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()  # cannot resynchronise a stream (§18.3)
             return
+        loop = asyncio.get_running_loop()
+        if messages:
+            self.last_activity = loop.time()  # only whole messages count as activity
+        # Slow-drip bound: a message must be complete message_timeout after its first byte.
+        if not self.parser.pending:
+            self._cancel_deadline()
+        elif self._deadline is None:
+            self._deadline = loop.call_later(self.owner.message_timeout, self._too_slow)
         for message in messages:
             self.owner.listener.message_received(message, self.peer, self.owner)
 
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self.owner.slow_closed += 1
+        if self.transport is not None:
+            self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
         if self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
             self.owner.listener.connection_lost(self.peer, self.owner)
@@ -161,8 +181,11 @@ class TcpTransport:
         max_connections: int = 256,
         idle_timeout: float = 300.0,
         connect_timeout: float = 5.0,
+        message_timeout: float = 4.0,
     ) -> None:
         self.listener = listener
+        self.message_timeout = message_timeout
+        self.slow_closed = 0
         self.max_message_size = max_message_size
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout

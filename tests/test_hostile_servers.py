@@ -138,13 +138,6 @@ async def test_rtsp_connection_count_is_bounded() -> None:
         assert await _rtsp_served(server.port)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: RtspServer has no header-completion (or idle-connection) timeout; "
-    "max_connections slow-drip clients each sending a byte every 0.2 s hold every slot for "
-    "ever and a legitimate client gets 503 (rtspglue/server.py _read_loop waits on read() "
-    "without a deadline)",
-)
 async def test_rtsp_slowloris_does_not_lock_out_clients() -> None:
     config = ServerConfig(max_connections=DRIP_CONNECTIONS)
     drip = b"OPTIONS * RTSP/1.0\r\nX: " + b"a" * 40
@@ -298,12 +291,6 @@ async def test_sip_connection_count_is_bounded() -> None:
         assert await _sip_call_works(uac, uas)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: sipglue TcpTransport has no header-completion timeout and each dripped "
-    "byte refreshes last_activity, so the 300 s idle reaper never fires; max_connections "
-    "slow-drip clients lock every other peer out (sipglue/transport.py)",
-)
 async def test_sip_slowloris_does_not_lock_out_peers() -> None:
     async with _sip_pair() as (uac, uas):
         assert isinstance(uas.transport, TcpTransport)
