@@ -258,7 +258,12 @@ def _cmd_answer(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------------------
 
 
-def _exchange_options(p: argparse.ArgumentParser) -> None:
+def add_credential_options(p: argparse.ArgumentParser, *, verify_flag: bool = False) -> None:
+    """The mode and credential flags shared by every command that runs an exchange.
+
+    Used by ``mikey offer/answer`` and by the glue CLIs (``mikey sip``, ``mikey rtsp``), so the
+    flags mean the same everywhere; :func:`config_from_args` turns them into a configuration.
+    """
     p.add_argument("--mode", choices=sorted(_MODES), default="psk", help="key exchange method")
     p.add_argument("--psk", help="pre-shared key: HEX or @file holding hex")
     p.add_argument("--cert", help="own certificate chain (PEM, leaf first)")
@@ -267,6 +272,17 @@ def _exchange_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer-cert", help="the peer's certificate (PEM; PK initiator encrypts to it)")
     p.add_argument("--identity", help="own identity URI")
     p.add_argument("--peer-identity", help="the peer's identity URI")
+    if verify_flag:
+        p.add_argument("--v", dest="verify", action="store_true", help="ask for a verification")
+
+
+def config_from_args(args: argparse.Namespace) -> ExchangeConfig:
+    """The :class:`ExchangeConfig` the flags of :func:`add_credential_options` describe."""
+    return _config(vars(args))
+
+
+def _exchange_options(p: argparse.ArgumentParser) -> None:
+    add_credential_options(p)
     p.add_argument("--allow-null", action="store_true", help="accept NULL KEMAC (RTSPS only)")
     p.add_argument("--now", type=float, help="Unix time to use instead of the clock")
     p.add_argument("--skew", type=float, default=300.0, help="accepted clock skew in seconds")

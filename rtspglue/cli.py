@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from mikey.cli import CliError
+from mikey.cli_exchange import add_credential_options, config_from_args
 from mikey.errors import MikeyError
 from mikey.exchange import ExchangeConfig
-from mikey.keying import Mode
-from mikey.pki import Credentials, StaticPskStore, TrustStore, load_certificates
 from srtp.gsa import AuditReport, GsaRegistry
 
 from .client import RtspClient
@@ -35,50 +34,10 @@ from .server import RtspServer, ServerConfig
 
 __all__ = ["exchange_config", "register"]
 
-_MODES = {m.value: m for m in Mode}
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
-
-
-def _psk(value: str) -> bytes:
-    text = _read(value[1:], "PSK file").decode("ascii", "replace") if value[:1] == "@" else value
-    text = text.strip().removeprefix("0x")
-    try:
-        psk = bytes.fromhex(text)
-    except ValueError:
-        raise CliError("--psk is not hex") from None
-    if not psk:
-        raise CliError("--psk is empty")
-    return psk
-
 
 def exchange_config(args: argparse.Namespace) -> ExchangeConfig:
     """The MIKEY configuration the credential flags describe (safe defaults otherwise)."""
-    kw: dict[str, object] = {
-        "mode": _MODES[args.mode],
-        "identity": args.identity,
-        "peer_identity": args.peer_identity,
-        "verify": bool(args.verify),
-    }
-    if args.psk:
-        kw["psk"] = StaticPskStore({}, default=_psk(args.psk))
-    if args.cert or args.key:
-        if not (args.cert and args.key):
-            raise CliError("--cert and --key go together")
-        kw["credentials"] = Credentials.from_pem(
-            _read(args.key, "key"), _read(args.cert, "certificate")
-        )
-    if args.ca:
-        kw["trust"] = TrustStore.from_pem(_read(args.ca, "CA file"))
-    if args.peer_cert:
-        certs = load_certificates(_read(args.peer_cert, "peer certificate"))
-        kw["peer_certificate"] = certs[0]
-    return ExchangeConfig(**kw)  # type: ignore[arg-type]
+    return config_from_args(args)
 
 
 def _audit_json(report: AuditReport) -> dict[str, int]:
@@ -209,15 +168,7 @@ async def _play(args: argparse.Namespace) -> int:
 
 
 def _keying_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=sorted(_MODES), default="psk", help="key exchange method")
-    p.add_argument("--psk", help="pre-shared key: HEX or @file holding hex")
-    p.add_argument("--cert", help="own certificate chain (PEM, leaf first)")
-    p.add_argument("--key", help="own RSA private key (PEM)")
-    p.add_argument("--ca", help="trusted CA certificates (PEM)")
-    p.add_argument("--peer-cert", help="the peer's certificate (PEM; PK initiator encrypts to it)")
-    p.add_argument("--identity", help="own identity URI")
-    p.add_argument("--peer-identity", help="the peer's identity URI")
-    p.add_argument("--v", dest="verify", action="store_true", help="ask for a verification (V)")
+    add_credential_options(p, verify_flag=True)
     p.add_argument(
         "--allow-null-kemac",
         action="store_true",
