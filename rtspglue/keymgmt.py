@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import KeyMgmtError
+from .message import split_outside_quotes
 
 __all__ = [
     "MAX_KEYMGMT_DATA",
@@ -82,21 +83,7 @@ class KeyMgmtSpec:
 
 
 def _split(value: str, sep: str) -> list[str]:
-    out: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in value:
-        if char == '"':
-            quoted = not quoted
-        if char == sep and not quoted:
-            out.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    if quoted:
-        raise KeyMgmtError("unterminated quoted string in KeyMgmt")
-    out.append("".join(current))
-    return out
+    return split_outside_quotes(value, sep, KeyMgmtError)
 
 
 def _unquote(value: str) -> str:

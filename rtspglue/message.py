@@ -573,7 +573,7 @@ class TransportSpec:
 
 def parse_transports(value: str) -> tuple[TransportSpec, ...]:
     """Parse a Transport header: comma-separated alternatives in preference order."""
-    specs = tuple(TransportSpec.parse(v) for v in _split_outside_quotes(value, ",") if v.strip())
+    specs = tuple(TransportSpec.parse(v) for v in split_outside_quotes(value, ",") if v.strip())
     if not specs:
         raise RtspParseError("empty Transport header")
     return specs
@@ -584,7 +584,10 @@ def format_transports(specs: Iterable[TransportSpec]) -> str:
     return ",".join(s.encode() for s in specs)
 
 
-def _split_outside_quotes(value: str, sep: str) -> list[str]:
+def split_outside_quotes(
+    value: str, sep: str, error: type[RtspParseError] = RtspParseError
+) -> list[str]:
+    """Split ``value`` on ``sep`` except inside double quotes; ``error`` on an open quote."""
     out: list[str] = []
     current: list[str] = []
     quoted = False
@@ -597,7 +600,7 @@ def _split_outside_quotes(value: str, sep: str) -> list[str]:
         else:
             current.append(char)
     if quoted:
-        raise RtspParseError("unterminated quoted string")
+        raise error("unterminated quoted string")
     out.append("".join(current))
     return out
 
