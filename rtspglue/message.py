@@ -180,15 +180,11 @@ def _get_all(headers: Headers, name: str) -> list[str]:
     return [value for key, value in headers if key.lower() == lname]
 
 
-@dataclass(frozen=True, slots=True)
-class RtspRequest:
-    """One RTSP request (RFC 2326 §6). ``headers`` keep their order and spelling."""
+class _HeaderAccess:
+    """Header lookups shared by requests and responses."""
 
-    method: str
-    uri: str
-    headers: Headers = ()
-    body: bytes = b""
-    version: str = RTSP_VERSION
+    __slots__ = ()
+    headers: Headers
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -202,6 +198,17 @@ class RtspRequest:
     def cseq(self) -> int | None:
         """The CSeq number, or None when absent or not a number."""
         return _parse_cseq(self.header("CSeq"))
+
+
+@dataclass(frozen=True, slots=True)
+class RtspRequest(_HeaderAccess):
+    """One RTSP request (RFC 2326 §6). ``headers`` keep their order and spelling."""
+
+    method: str
+    uri: str
+    headers: Headers = ()
+    body: bytes = b""
+    version: str = RTSP_VERSION
 
     def encode(self) -> bytes:
         """The request on the wire; Content-Length is derived from ``body``."""
@@ -214,7 +221,7 @@ class RtspRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class RtspResponse:
+class RtspResponse(_HeaderAccess):
     """One RTSP response (RFC 2326 §7)."""
 
     status: int
@@ -222,19 +229,6 @@ class RtspResponse:
     headers: Headers = ()
     body: bytes = b""
     version: str = RTSP_VERSION
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        return _get(self.headers, name)
-
-    def header_all(self, name: str) -> list[str]:
-        """Every value of header ``name`` in order (case-insensitive)."""
-        return _get_all(self.headers, name)
-
-    @property
-    def cseq(self) -> int | None:
-        """The CSeq number, or None when absent or not a number."""
-        return _parse_cseq(self.header("CSeq"))
 
     @property
     def ok(self) -> bool:
