@@ -1,0 +1,1 @@
+"""Load and fault tests: a system under test (``server``) and a load driver (``driver``)."""
