@@ -55,6 +55,9 @@ MAX_CS = 255
 
 _HDR = struct.Struct(">BBBBIBB")
 _MAP_TYPES = frozenset(int(t) for t in CsIdMapType)
+_MAP_TYPES_BY_VALUE: dict[int, CsIdMapType] = {int(t): t for t in CsIdMapType}
+_DATA_TYPES: dict[int, DataType] = {int(t): t for t in DataType}
+_PRF_FUNCS: dict[int, PrfFunc] = {int(t): t for t in PrfFunc}
 _SRTP_ID = struct.Struct(">BII")
 
 
@@ -73,6 +76,29 @@ class Leniency(enum.Enum):
 
 # --------------------------------------------------------------------------------------------
 # Reader
+
+
+class Fields:
+    """A run of fixed-size big-endian fields read with one precompiled unpack.
+
+    A short read still names the first field that does not fit and reports its offset, exactly
+    as reading the fields one by one would.
+    """
+
+    __slots__ = ("layout", "size", "unpack_from")
+
+    def __init__(self, fmt: str, *names: str) -> None:
+        if len(fmt) != len(names):
+            raise ValueError("one name per field")
+        st = struct.Struct(">" + fmt)
+        self.size = st.size
+        self.unpack_from = st.unpack_from
+        layout, off = [], 0
+        for code, name in zip(fmt, names, strict=True):
+            size = struct.calcsize(">" + code)
+            layout.append((off, size, name))
+            off += size
+        self.layout = tuple(layout)
 
 
 class Reader:
@@ -125,6 +151,17 @@ class Reader:
             raise self._short(n, what)
         self.pos = p + n
         return self.data[p : p + n]
+
+    def fields(self, f: Fields) -> tuple[int, ...]:
+        """The fields of ``f``; a short read names the first missing field at its offset."""
+        p = self.pos
+        if p + f.size > self.end:
+            for off, size, name in f.layout:
+                if p + off + size > self.end:
+                    self.pos = p + off
+                    raise self._short(size, name)
+        self.pos = p + f.size
+        return f.unpack_from(self.data, p)
 
     def unpack(self, st: struct.Struct, what: str) -> tuple[int, ...]:
         """A fixed-size big-endian record (a precompiled struct)."""
@@ -314,28 +351,36 @@ def _encode_generic(e: CsMapEntry) -> bytes:
     )
 
 
+_HDR_FIELDS = Fields(
+    "BBBBIBB",
+    "HDR version",
+    "HDR data type",
+    "HDR next payload",
+    "HDR V/PRF",
+    "CSB ID",
+    "#CS",
+    "CS ID map type",
+)
+
+
 def _parse_header(
     r: Reader, ctx: _Ctx, map_padding: bool = False
 ) -> tuple[Header, int, Opaque | None]:
     start = r.pos
-    if r.end - start >= 10:  # the fixed part of HDR in one precompiled unpack
-        version, dt_raw, next_type, vp, csb_id, count, map_type_raw = r.unpack(_HDR, "HDR")
-        if version != 1:
-            raise DecodeError(f"unsupported MIKEY version {version}", start)
-    else:  # field by field, so a short header reports which field is missing
-        version = r.u8("HDR version")
-        if version != 1:
-            raise DecodeError(f"unsupported MIKEY version {version}", start)
-        dt_raw = r.u8("HDR data type")
-        next_type = r.u8("HDR next payload")
-        vp = r.u8("HDR V/PRF")
-        csb_id = r.u32("CSB ID")
-        count = r.u8("#CS")
-        map_type_raw = r.u8("CS ID map type")
+    if r.end > start and r.data[start] != 1:
+        raise DecodeError(f"unsupported MIKEY version {r.data[start]}", start)
+    version, dt_raw, next_type, vp, csb_id, count, map_type_raw = r.fields(_HDR_FIELDS)
     map_off = start + 9
-    data_type = _enum(DataType, dt_raw, "data type", ctx, start + 1)
-    prf = _enum(PrfFunc, vp & 0x7F, "PRF func", ctx, start + 3)
-    map_type = _enum(CsIdMapType, map_type_raw, "CS ID map type", ctx, map_off)
+    # Known code points by one dict lookup; _enum() decides about the others.
+    data_type: DataType | int | None = _DATA_TYPES.get(dt_raw)
+    if data_type is None:
+        data_type = _enum(DataType, dt_raw, "data type", ctx, start + 1)
+    prf: PrfFunc | int | None = _PRF_FUNCS.get(vp & 0x7F)
+    if prf is None:
+        prf = _enum(PrfFunc, vp & 0x7F, "PRF func", ctx, start + 3)
+    map_type: CsIdMapType | int | None = _MAP_TYPES_BY_VALUE.get(map_type_raw)
+    if map_type is None:
+        map_type = _enum(CsIdMapType, map_type_raw, "CS ID map type", ctx, map_off)
     entries: list[CsMapEntry] = []
     padding = b""
     tail: Opaque | None = None
@@ -711,6 +756,7 @@ class Timestamp(Payload):
 
 NTP_UNIX_OFFSET = 2208988800
 _NTP_2000 = 946684800 + NTP_UNIX_OFFSET
+_NTP_2000_BYTES = _NTP_2000.to_bytes(4, "big")
 
 
 def ntp_plausible(value: bytes) -> bool:
@@ -973,12 +1019,13 @@ class Opaque(Payload):
 # Payload parsers
 
 
+_KEMAC_HEAD = Fields("BBH", "KEMAC next payload", "KEMAC encr alg", "KEMAC encr data len")
+
+
 def _parse_kemac(r: Reader, ctx: _Ctx, data_type: int) -> tuple[Kemac, int]:
     start = r.pos
-    nxt = r.u8("KEMAC next payload")
-    ea = r.u8("KEMAC encr alg")
+    nxt, ea, n = r.fields(_KEMAC_HEAD)
     encr_alg = _enum(EncrAlg, ea, "KEMAC encr alg", ctx, start + 1)
-    n = r.u16("KEMAC encr data len")
     data = r.take(n, "KEMAC encr data")
     mac_off = r.pos
     mac_alg = _strict_enum(MacAlg, r.u8("KEMAC MAC alg"), "MAC alg", mac_off)
@@ -1033,13 +1080,14 @@ def _parse_sub_payloads(
     return tuple(out)
 
 
+_KEY_DATA_HEAD = Fields("BBH", "key data next payload", "key data type/KV", "key data length")
+
+
 def _parse_key_data(r: Reader, ctx: _Ctx, base: int) -> tuple[KeyData, int]:
     start = r.pos
-    nxt = r.u8("key data next payload")
-    tk = r.u8("key data type/KV")
+    nxt, tk, n = r.fields(_KEY_DATA_HEAD)
     key_type = _enum(KeyDataType, tk >> 4, "key data type", ctx, base + start + 1)
     kv_type = tk & 0x0F
-    n = r.u16("key data length")
     key = r.take(n, "key data")
     salt = None
     if int(key_type) & 1:
@@ -1056,10 +1104,12 @@ def _parse_key_data(r: Reader, ctx: _Ctx, base: int) -> tuple[KeyData, int]:
     return KeyData(key_type, key, salt, kv), nxt
 
 
+_ID_HEAD = Fields("BBH", "ID next payload", "ID type", "ID length")
+
+
 def _parse_id(r: Reader) -> tuple[IdPayload, int]:
-    nxt = r.u8("ID next payload")
-    t = r.u8("ID type")
-    data = r.take(r.u16("ID length"), "ID data")
+    nxt, t, n = r.fields(_ID_HEAD)
+    data = r.take(n, "ID data")
     id_type: IdType | int
     try:
         id_type = IdType(t)
@@ -1082,25 +1132,30 @@ def _p_sign(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
     return Sign(st, r.take(v & 0x0FFF, "signature")), 0  # SIGN is last (RFC 3830 §6.5)
 
 
+_T_HEAD = Fields("BB", "next payload", "TS type")
+_RAND_HEAD = Fields("BB", "next payload", "RAND length")
+_SP_HEAD = Fields("BBBH", "next payload", "SP policy no", "SP prot type", "SP param length")
+_V_HEAD = Fields("BB", "next payload", "V auth alg")
+
+
 def _p_t(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 1)
+    nxt, tt_raw = r.fields(_T_HEAD)
+    tt = _strict_enum(TsType, tt_raw, "TS type", start + 1)
     value = r.take(TS_LENGTH[tt], "TS value")
-    if tt in _NTP_TYPES and not ntp_plausible(value):
+    if tt in _NTP_TYPES and value[:4] < _NTP_2000_BYTES:  # ntp_plausible(), inlined
         ctx.allow(Leniency.NON_NTP_TIMESTAMP, "T value is not a plausible NTP time", start + 2)
     return Timestamp(tt, value), nxt
 
 
 def _p_rand(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    n = r.u8("RAND length")
+    nxt, n = r.fields(_RAND_HEAD)
     if n == 0:
         raise DecodeError("empty RAND", start + 1)
     return Rand(r.take(n, "RAND")), nxt
 
 
 def _p_sp(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    return _parse_sp(r, ctx, start, r.u8("next payload"))
+    return _parse_sp(r, ctx, start)
 
 
 def _p_pke(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
@@ -1145,8 +1200,8 @@ def _p_chash(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
 
 
 def _p_v(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    aa = _strict_enum(MacAlg, r.u8("V auth alg"), "V auth alg", start + 1)
+    nxt, aa_raw = r.fields(_V_HEAD)
+    aa = _strict_enum(MacAlg, aa_raw, "V auth alg", start + 1)
     return Verification(aa, r.take(MAC_LENGTH[aa], "V data")), nxt
 
 
@@ -1217,21 +1272,33 @@ def _parse_payload(r: Reader, ptype: int, ctx: _Ctx, hdr: Header) -> tuple[Paylo
     return parser(r, ctx, hdr, r.pos)
 
 
-def _parse_sp(r: Reader, ctx: _Ctx, start: int, nxt: int) -> tuple[SecurityPolicy, int]:
-    policy_no = r.u8("SP policy no")
-    prot = _enum(ProtType, r.u8("SP prot type"), "SP prot type", ctx, start + 2)
-    tlvs = r.tlvs(r.u16("SP param length"), "SP param")
-    if len(tlvs) > 64:
-        raise DecodeError("too many SP parameters", start)
-    if prot == ProtType.SRTP:
-        _check_srtp_params(tlvs, ctx, start)
-    shared = _SP_PARAM_CACHE.get
-    params = tuple([shared((t, v)) or _sp_param(t, v) for _, t, v in tlvs])
+def _parse_sp(r: Reader, ctx: _Ctx, start: int) -> tuple[SecurityPolicy, int]:
+    nxt, policy_no, prot_raw, length = r.fields(_SP_HEAD)
+    prot = _enum(ProtType, prot_raw, "SP prot type", ctx, start + 2)
+    body_start = r.pos
+    body = r.take(length, "SP params")
+    params = _SP_BODY_CACHE.get((prot, body))
+    if params is None:
+        r.pos = body_start
+        tlvs = r.tlvs(length, "SP param")
+        if len(tlvs) > 64:
+            raise DecodeError("too many SP parameters", start)
+        if prot == ProtType.SRTP:
+            _check_srtp_params(tlvs, ctx, start)
+        shared = _SP_PARAM_CACHE.get
+        params = tuple([shared((t, v)) or _sp_param(t, v) for _, t, v in tlvs])
+        if not ctx.lenient and len(_SP_BODY_CACHE) < _SP_BODY_CACHE_MAX:
+            _SP_BODY_CACHE[prot, body] = params
     return SecurityPolicy(policy_no, prot, params), nxt
 
 
 _SP_PARAM_CACHE: dict[tuple[int, bytes], SpParam] = {}
 _SP_PARAM_CACHE_MAX = 4096  # attacker-chosen TLVs cannot grow it past ~0.5 MB
+# Policies repeat across messages: a parameter block that passed the strict checks once (so it
+# needed no leniency) maps to its parsed parameters. Failures are never stored, and a block that
+# is clean in strict mode is clean, with the same result, in lenient mode too.
+_SP_BODY_CACHE: dict[tuple[int, bytes], tuple[SpParam, ...]] = {}
+_SP_BODY_CACHE_MAX = 1024  # bounded: attacker-chosen blocks cannot grow it past ~1 MB
 
 
 def _sp_param(ptype: int, value: bytes) -> SpParam:
@@ -1446,8 +1513,6 @@ def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
             raise DecodeError(f"{r.remaining} bytes after the last payload", r.pos)
         ctx.allow(Leniency.TRAILING_BYTES, "a 0x00 byte after the last payload", r.pos)
         trailing = r.rest()
-    if header.data_type in _COMPOSITION_NEEDS_RAND and not any(
-        isinstance(p, Rand) for p in payloads
-    ):
+    if header.data_type in _COMPOSITION_NEEDS_RAND and Rand not in map(type, payloads):
         ctx.allow(Leniency.PSK_WITHOUT_RAND, "PSK I_MESSAGE without RAND (RFC 3830 §3.1)", 0)
     return Message(header, tuple(payloads), trailing, tuple(ctx.used))
