@@ -271,16 +271,24 @@ def respond(
     reply = Responder(cfg, _responder_rng).respond(data, NOW + 0.5, local_ssrcs=LOCAL_SSRCS)
     if isinstance(reply, ExchangeCompleted):
         reply.result.wipe()
-        if reply.answer is not None:
-            parse_mikey(reply.answer)
+        _check_answer(reply.answer)
     elif isinstance(reply, ExchangeRefused):
         if not isinstance(reply.error, mikey.MikeyError):
             raise AssertionError(f"refusal carries {type(reply.error).__name__}")
-        if reply.answer is not None:
-            parse_mikey(reply.answer)
+        _check_answer(reply.answer)
     else:
         raise AssertionError(f"respond returned {type(reply).__name__}")
     return reply
+
+
+def _check_answer(answer: bytes | None) -> None:
+    """What our responder sends (R_MESSAGE or ERR) must be a valid message (strict parse)."""
+    if answer is None:
+        return
+    try:
+        parse_mikey(answer)
+    except mikey.MikeyError as exc:
+        raise AssertionError(f"responder's own answer fails strict parsing: {exc}") from None
 
 
 def _responder(mode: Mode, gstreamer: bool = False) -> Callable[[bytes], object]:
