@@ -409,8 +409,12 @@ class UserAgent:
         self._clients[tx] = _ClientCtx(tx, dest, future, call)
         if call is not None and request.method == "INVITE" and call.dialog is None:
             call._invite_tx = tx
-        await self._process(tx, tx.start(self._now()), dest)
-        return await future
+        try:
+            await self._process(tx, tx.start(self._now()), dest)
+            return await future
+        finally:
+            if not future.done():  # the caller was cancelled: nobody will read the outcome
+                future.cancel()
 
     # -- UAC --------------------------------------------------------------------------------
 
@@ -706,7 +710,8 @@ class UserAgent:
                 await self._respond(tx, make_response(request, status, to_tag=tag))
                 await self._terminate(call, TerminationReason.REJECTED)
                 return
-        if call.ended:  # cancelled meanwhile
+        if call.ended:  # cancelled, or its connection lost, meanwhile
+            await self._abandon(tx, request, tag)
             return
         await self._answer_offer(call, tx, request, source)
         if not call.ended:
@@ -758,6 +763,7 @@ class UserAgent:
                 await self._terminate(call, TerminationReason.REJECTED)
             return
         if call.state == CallState.TERMINATED:
+            await self._abandon(tx, request, tag)
             return
         body = answer.encode()
         ok = make_response(
@@ -777,6 +783,16 @@ class UserAgent:
         if call._pending_2xx is not None:
             call._pending_2xx.stop()
         call._pending_2xx = _Retransmitter(self, call, ok, dest)
+
+    async def _abandon(self, tx: ServerTransaction, request: Request, tag: str) -> None:
+        """Finish an INVITE transaction whose call ended before it was answered.
+
+        A CANCEL already answered it with 487 (§9.2); any other ending (connection lost,
+        shutdown) must still send a final response, or the server transaction would stay in
+        PROCEEDING, where no timer ends it (§17.2.1).
+        """
+        if tx.state == State.PROCEEDING:
+            await self._respond(tx, make_response(request, 487, to_tag=tag))
 
     def _ack_received(self, ack: Request) -> None:
         call = self.calls.get(ack.call_id)
