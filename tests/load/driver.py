@@ -36,7 +36,7 @@ from rtspglue.keying import MikeyClientKeying
 from sipglue.errors import CallError, SipError
 from sipglue.keying import LocalMedia, MikeyCallKeying
 from sipglue.transaction import TimerConfig
-from sipglue.ua import Call, UserAgent
+from sipglue.ua import Call, TerminationReason, UserAgent
 from srtp.gsa import GsaRegistry
 
 from .common import audit_figures, emit, exchange_configs, rss_kib
@@ -235,7 +235,9 @@ class SipDriver:
         try:
             answered = await task
         except CallError as exc:
-            # cancelled (487); a CANCEL crossing the 2xx ends with our BYE instead (§9.1)
+            if call is not None and call.reason is TerminationReason.LOCAL_BYE:
+                # the CANCEL crossed the 2xx: the UA BYEs the answered call (RFC 3261 §9.1)
+                return "crossed-bye", {"crossed-bye"}
             return f"status-{exc.status_code}", {"status-487"}
         await answered.bye()
         return "answered", set()
@@ -262,8 +264,11 @@ class SipDriver:
         task.cancel()
         await ua.close()
         results = await asyncio.gather(task, return_exceptions=True)
-        ok = isinstance(results[0], asyncio.CancelledError)
-        return ("vanished" if ok else "finished-early"), {"vanished"}
+        if isinstance(results[0], asyncio.CancelledError):
+            return "vanished", {"vanished", "failed"}
+        if isinstance(results[0], CallError):  # the INVITE failed as its socket went away
+            return "failed", {"failed"}
+        return f"finished-early-{type(results[0]).__name__}", set()
 
     def summary(self) -> dict[str, Any]:
         return {}
