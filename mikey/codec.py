@@ -857,10 +857,7 @@ class SecurityPolicy(Payload):
     params: tuple[SpParam, ...] = ()
 
     def encode(self, next_type: int) -> bytes:
-        body = b"".join(
-            bytes([_u8(p.type, "SP param type"), _u8(len(p.value), "SP param length")]) + p.value
-            for p in self.params
-        )
+        body = _sp_body(self.params)
         return (
             bytes([next_type, _u8(self.policy_no, "policy no"), _u8(int(self.prot_type), "prot")])
             + _len16(body, "SP params").to_bytes(2, "big")
@@ -879,6 +876,31 @@ class SecurityPolicy(Payload):
             name = param_name(self.prot_type, p.type)
             lines.append(f"  {p.type:>2} {name}: {p.value.hex()} ({p.int_value})")
         return lines
+
+
+def _sp_body(params: tuple[SpParam, ...]) -> bytes:
+    """The parameter TLVs on the wire; memoised per params tuple (see _SP_ENCODED)."""
+    hit = _SP_ENCODED.get(id(params))
+    if hit is not None and hit[0] is params:
+        return hit[1]
+    body = bytearray()
+    immutable = type(params) is tuple
+    for p in params:
+        body.append(_u8(p.type, "SP param type"))
+        body.append(_u8(len(p.value), "SP param length"))
+        body += p.value
+        immutable = immutable and type(p.value) is bytes
+    out = bytes(body)
+    if immutable and len(_SP_ENCODED) < _SP_ENCODED_MAX:
+        _SP_ENCODED[id(params)] = (params, out)
+    return out
+
+
+# Parsed and configured policies share their params tuples (_SP_BODY_CACHE, the exchange's policy
+# memo), so encodings are memoised by tuple identity. Each entry holds its tuple, so the id
+# cannot be reused by another object while the entry exists; tuples and SpParams are immutable.
+_SP_ENCODED: dict[int, tuple[tuple[SpParam, ...], bytes]] = {}
+_SP_ENCODED_MAX = 1024
 
 
 def param_name(prot_type: int, ptype: int) -> str:

@@ -103,11 +103,14 @@ def _aes_cm(
     return ctx.update(bytes(data)) + ctx.finalize()
 
 
+_ENCR_ALGS: dict[int, EncrAlg] = {int(a): a for a in EncrAlg}
+
+
 def _check_alg(alg: int) -> EncrAlg:
-    try:
-        return EncrAlg(alg)
-    except ValueError:
-        raise MikeyError(f"unsupported KEMAC encryption algorithm {alg}") from None
+    known = _ENCR_ALGS.get(alg) if isinstance(alg, int) else None
+    if known is None:
+        raise MikeyError(f"unsupported KEMAC encryption algorithm {alg}")
+    return known
 
 
 def encrypt_kemac(
@@ -168,13 +171,12 @@ def decrypt_kemac(
 
 def mac(alg: MacAlg, key: bytes | bytearray, data: bytes | bytearray) -> bytes:
     """KEMAC / V MAC value; empty for the NULL MAC algorithm."""
-    try:
-        alg = MacAlg(alg)
-    except ValueError:
-        raise MikeyError(f"unsupported MAC algorithm {alg}") from None
-    if alg is MacAlg.NULL:
-        return b""
-    return hmac.digest(key, data, _MAC_DIGEST[alg])
+    digest = _MAC_DIGEST.get(alg) if isinstance(alg, int) else None
+    if digest is None:
+        if alg == MacAlg.NULL:
+            return b""
+        raise MikeyError(f"unsupported MAC algorithm {alg}")
+    return hmac.digest(key, data, digest)
 
 
 def verify_mac(
@@ -185,7 +187,7 @@ def verify_mac(
     The NULL algorithm verifies only an empty tag; refusing unauthenticated messages is policy.
     """
     expected = mac(alg, key, data)
-    if len(tag) != MAC_LENGTH[MacAlg(alg)]:
+    if len(tag) != MAC_LENGTH[alg]:  # alg is known: mac() refused the others
         raise AuthenticationError()
     if not hmac.compare_digest(expected, bytes(tag)):
         raise AuthenticationError()

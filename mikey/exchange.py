@@ -79,7 +79,7 @@ from .keying import DataSaEntry, KeyingResult, Mode, RegistrationSa, Role, SrtpP
 from .pki import Credentials, PskStore, TrustStore
 from .policy import AES_CM_128_HMAC_SHA1_80, AcceptablePolicies, SpStyle, policy_from_sp
 from .policy import sp_from_policy as _sp_from_policy
-from .prf import KeyConst, PrfKey, TransportKeys, derive_transport_keys, label
+from .prf import KeyConst, PrfKey, TransportKeys, derive_transport_keys, label_tail
 from .registry import (
     MAC_LENGTH,
     CertType,
@@ -268,6 +268,7 @@ def _now_dt(now: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(now, datetime.UTC)
 
 
+@functools.lru_cache(maxsize=1024)  # IdPayload is immutable; identities repeat
 def _id_payload(identity: str) -> IdPayload:
     kind = IdType.URI if ":" in identity else IdType.NAI
     return IdPayload(kind, identity.encode("utf-8"))
@@ -336,6 +337,10 @@ def _cached_check(acceptable: AcceptablePolicies, policy: SrtpPolicy) -> bool:
     return True
 
 
+_TEK_CONST = KeyConst.TEK.to_bytes(4, "big")  # RFC 3830 §4.1.3 label constants
+_SALT_CONST = KeyConst.SALT.to_bytes(4, "big")
+
+
 def _derive_data_sa(
     *,
     tgk: bytearray | None,
@@ -385,13 +390,12 @@ def _derive_data_sa(
                 raise ProtocolError(
                     "no key material for crypto session", error_no=ErrorNo.UNSPECIFIED
                 )
-            master_key = prf_key.derive(label(KeyConst.TEK, i, csb_id, rand), policy.master_key_len)
+            tail = label_tail(i, csb_id, rand)
+            master_key = prf_key.derive(_TEK_CONST + tail, policy.master_key_len)
             if kd is not None and kd.salt is not None and len(kd.salt) == policy.master_salt_len:
                 master_salt = bytearray(kd.salt)  # TGK+SALT: the salt is transported
             else:
-                master_salt = prf_key.derive(
-                    label(KeyConst.SALT, i, csb_id, rand), policy.master_salt_len
-                )
+                master_salt = prf_key.derive(_SALT_CONST + tail, policy.master_salt_len)
         entries.append(
             DataSaEntry(
                 cs_id=i,
@@ -470,13 +474,22 @@ def _certs_from(msg: Message) -> list[x509.Certificate]:
 def _identity_of(msg: Message, role: int) -> str | None:
     """IDi (role 1) / IDr (role 2). IDR payloads (RFC 6043) name their role; plain ID payloads
     come in the sender's order: IDi then IDr in an I_MESSAGE, IDr then IDi in a response."""
+    return _identities(msg)[role - 1]
+
+
+def _identities(msg: Message) -> tuple[str | None, str | None]:
+    """(IDi, IDr) in one pass over the payloads (see :func:`_identity_of`)."""
+    ids: list[IdPayload] = []
+    by_role: dict[int, str] = {}
     for p in msg.payloads:
-        if isinstance(p, IdrPayload) and p.role == role:
-            return p.text
-    ids = msg.find_all(IdPayload)
-    sender_role = 2 if msg.data_type in MODE_OF_RESP else 1
-    idx = 0 if role == sender_role else 1
-    return ids[idx].text if len(ids) > idx else None
+        if isinstance(p, IdPayload):
+            ids.append(p)
+        elif isinstance(p, IdrPayload) and p.role not in by_role:
+            by_role[p.role] = p.text
+    texts = [p.text for p in ids[:2]] + [None, None]
+    if msg.data_type in MODE_OF_RESP:  # sender's own ID first
+        texts[0], texts[1] = texts[1], texts[0]
+    return by_role.get(1, texts[0]), by_role.get(2, texts[1])
 
 
 def _check_cert_identity(cert: x509.Certificate, identity: str | None) -> None:
@@ -1220,8 +1233,7 @@ class Responder(_Exchange):
             raise ProtocolError("RAND shorter than 128 bits", error_no=ErrorNo.UNSPECIFIED)
         ctx.rand = rand
         _precheck_window(cfg.replay, t, now)
-        initiator_id = _identity_of(msg, 1)
-        peer_says_responder = _identity_of(msg, 2)
+        initiator_id, peer_says_responder = _identities(msg)
         if (
             peer_says_responder
             and cfg.identity

@@ -38,6 +38,7 @@ __all__ = [
     "derive",
     "derive_transport_keys",
     "label",
+    "label_tail",
     "prf",
 ]
 
@@ -81,17 +82,27 @@ _DIGEST: dict[int, tuple[str, int]] = {
     PrfFunc.PRF_HMAC_SHA_256: ("sha256", 32),
 }
 _LABEL_HEAD = struct.Struct(">IBI")
+_LABEL_TAIL = struct.Struct(">BI")
+_TRANSPORT_CONSTS = tuple(
+    c.to_bytes(4, "big")
+    for c in (KeyConst.TRANSPORT_ENCR, KeyConst.TRANSPORT_SALT, KeyConst.TRANSPORT_AUTH)
+)
 
 
 def label(const: int, cs_id: int, csb_id: int, rand: bytes) -> bytes:
     """The PRF label ``const || cs_id || CSB ID || RAND`` (RFC 3830 §4.1.3)."""
     if not 0 <= const <= 0xFFFFFFFF:
         raise MikeyError("PRF label constant out of range (32 bits)")
+    return const.to_bytes(4, "big") + label_tail(cs_id, csb_id, rand)
+
+
+def label_tail(cs_id: int, csb_id: int, rand: bytes) -> bytes:
+    """``cs_id || CSB ID || RAND``: the part of a label that all its constants share."""
     if not 0 <= cs_id <= 0xFF:
         raise MikeyError("crypto session ID out of range (8 bits)")
     if not 0 <= csb_id <= 0xFFFFFFFF:
         raise MikeyError("CSB ID out of range (32 bits)")
-    return _LABEL_HEAD.pack(const, cs_id, csb_id) + bytes(rand)
+    return _LABEL_TAIL.pack(cs_id, csb_id) + bytes(rand)
 
 
 class PrfKey:
@@ -135,11 +146,16 @@ class PrfKey:
         """``PRF(inkey, label, length)`` with ``length`` in bytes (RFC 3830 §4.1.2)."""
         if not isinstance(length, int) or not 0 <= length <= MAX_OUTPUT_LENGTH:
             raise MikeyError(f"PRF output length must be 0..{MAX_OUTPUT_LENGTH} bytes")
-        blocks = -(-length // self._block)
         label = bytes(label)
         chunks = self._chunks
         if len(chunks) == 1:
-            return bytearray(_p(chunks[0], label, blocks, self._digest)[:length])
+            key, digest = chunks[0], self._digest
+            if length <= self._block:  # one P block: A_1 = HMAC(s, label), HMAC(s, A_1 || label)
+                a = hmac.digest(key, label, digest)
+                return bytearray(hmac.digest(key, a + label, digest)[:length])
+            blocks = -(-length // self._block)
+            return bytearray(_p(key, label, blocks, digest)[:length])
+        blocks = -(-length // self._block)
         acc = 0
         for chunk in chunks:
             acc ^= int.from_bytes(_p(chunk, label, blocks, self._digest), "big")
@@ -227,23 +243,20 @@ def derive_transport_keys(  # noqa: PLR0917 (agreed signature)
 
     Key lengths follow the KEMAC algorithms; the salt is always 112 bits.
     """
-    try:
-        encr_len = ENCR_KEY_LENGTH[EncrAlg(encr_alg)]
-    except (ValueError, KeyError):
-        raise MikeyError(f"unsupported KEMAC encryption algorithm {encr_alg!r}") from None
-    try:
-        auth_len = AUTH_KEY_LENGTH[MacAlg(mac_alg)]
-    except (ValueError, KeyError):
-        raise MikeyError(f"unsupported MAC algorithm {mac_alg!r}") from None
+    encr_len = ENCR_KEY_LENGTH.get(encr_alg) if isinstance(encr_alg, int) else None
+    if encr_len is None:
+        raise MikeyError(f"unsupported KEMAC encryption algorithm {encr_alg!r}")
+    auth_len = AUTH_KEY_LENGTH.get(mac_alg) if isinstance(mac_alg, int) else None
+    if auth_len is None:
+        raise MikeyError(f"unsupported MAC algorithm {mac_alg!r}")
     key = PrfKey(k, func, minisip_compat=minisip_compat)
-    encr_label = label(KeyConst.TRANSPORT_ENCR, TRANSPORT_CS_ID, csb_id, rand)
-    salt_label = label(KeyConst.TRANSPORT_SALT, TRANSPORT_CS_ID, csb_id, rand)
-    auth_label = label(KeyConst.TRANSPORT_AUTH, TRANSPORT_CS_ID, csb_id, rand)
+    tail = label_tail(TRANSPORT_CS_ID, csb_id, rand)
+    encr, salt, auth = _TRANSPORT_CONSTS
     try:
         return TransportKeys(
-            encr_key=key.derive(encr_label, encr_len),
-            salt_key=key.derive(salt_label, SALT_KEY_LENGTH),
-            auth_key=key.derive(auth_label, auth_len),
+            key.derive(encr + tail, encr_len),
+            key.derive(salt + tail, SALT_KEY_LENGTH),
+            key.derive(auth + tail, auth_len),
         )
     finally:
         key.wipe()
