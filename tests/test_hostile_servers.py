@@ -141,9 +141,15 @@ async def test_rtsp_connection_count_is_bounded() -> None:
 async def test_rtsp_slowloris_does_not_lock_out_clients() -> None:
     config = ServerConfig(max_connections=DRIP_CONNECTIONS)
     drip = b"OPTIONS * RTSP/1.0\r\nX: " + b"a" * 40
-    async with _rtsp(config) as server, Drip(server.port, DRIP_CONNECTIONS, drip):
-        await asyncio.sleep(5.0)  # longer than any sane header-completion deadline
-        assert await _rtsp_served(server.port)
+    async with _rtsp(config) as server, Drip(server.port, DRIP_CONNECTIONS, drip) as drips:
+        assert _statuses(await _exchange(server.port, _options())) == [503]  # slots all taken
+        served = False
+        for _ in range(40):  # the drips never finish a message: the server must drop them
+            if served := await _rtsp_served(server.port):
+                break
+            await asyncio.sleep(0.5)
+        assert served
+        assert drips.closed_by_server == DRIP_CONNECTIONS
 
 
 async def _setup_session(server: RtspServer) -> tuple[RtspClient, str]:
@@ -295,8 +301,14 @@ async def test_sip_slowloris_does_not_lock_out_peers() -> None:
     async with _sip_pair() as (uac, uas):
         assert isinstance(uas.transport, TcpTransport)
         uas.transport.max_connections = DRIP_CONNECTIONS
-        async with Drip(uas.port, DRIP_CONNECTIONS, b"INVITE sip:bob@h SIP/2.0\r\nX: " + b"a" * 40):
-            await asyncio.sleep(5.0)  # longer than any sane header-completion deadline
+        drip = b"INVITE sip:bob@h SIP/2.0\r\nX: " + b"a" * 40
+        async with Drip(uas.port, DRIP_CONNECTIONS, drip) as drips:
+            assert await _exchange(uas.port, b"OPTIONS sip:x SIP/2.0\r\n", timeout=3) == b""
+            for _ in range(40):  # the drips never finish a message: the UA must drop them
+                if drips.closed_by_server == DRIP_CONNECTIONS:
+                    break
+                await asyncio.sleep(0.5)
+            assert drips.closed_by_server == DRIP_CONNECTIONS
             assert await _sip_call_works(uac, uas)
 
 
