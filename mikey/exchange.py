@@ -274,14 +274,15 @@ def _id_payload(identity: str) -> IdPayload:
     return IdPayload(kind, identity.encode("utf-8"))
 
 
-def _cert_uris(cert: x509.Certificate) -> list[str]:
+@functools.lru_cache(maxsize=256)  # certificates are immutable and repeat
+def _cert_uris(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
-        return []
+        return ()
     except ValueError:  # extensions are parsed lazily: a malformed one surfaces here
         raise CertificateError("certificate extensions are malformed") from None
-    return list(san.value.get_values_for_type(x509.UniformResourceIdentifier))
+    return tuple(san.value.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,13 +463,34 @@ def _verify_signed(
 
 
 def _certs_from(msg: Message) -> list[x509.Certificate]:
-    out = []
-    for c in msg.find_all(Cert)[:MAX_CERTS]:
-        try:
-            out.append(x509.load_der_x509_certificate(c.data))
-        except (ValueError, x509.InvalidVersion):
-            raise CertificateError("CERT payload is not a DER X.509 certificate") from None
-    return out
+    return [_load_cert(c.data) for c in msg.find_all(Cert)[:MAX_CERTS]]
+
+
+# Peers send the same certificates in every message: each distinct DER is parsed once (bounded
+# LRU; certificates are immutable; a DER that does not parse is never stored).
+_CERTS: OrderedDict[bytes, x509.Certificate] = OrderedDict()
+_CERTS_MAX = 256
+
+
+def _load_cert(der: bytes) -> x509.Certificate:
+    cert = _CERTS.get(der)
+    if cert is not None:
+        _CERTS.move_to_end(der)
+        return cert
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion):
+        raise CertificateError("CERT payload is not a DER X.509 certificate") from None
+    _CERTS[der] = cert
+    while len(_CERTS) > _CERTS_MAX:
+        _CERTS.popitem(last=False)
+    return cert
+
+
+@functools.lru_cache(maxsize=256)
+def _chash(cert: x509.Certificate) -> Chash:
+    """CHASH of a peer certificate (RFC 3830 §6.8): SHA-256 of its DER."""
+    return Chash(HashFunc.SHA_256, crypto.cert_hash(HashFunc.SHA_256, cert.public_bytes(_DER)))
 
 
 def _identity_of(msg: Message, role: int) -> str | None:
@@ -706,7 +728,7 @@ class Initiator(_Exchange):
         finally:
             _wipe(env_key)
         certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
-        chash = Chash(HashFunc.SHA_256, crypto.cert_hash(HashFunc.SHA_256, peer.public_bytes(_DER)))
+        chash = _chash(peer)
         body: list[Payload] = [*payloads, *ids, *certs]
         if cfg.peer_identity:
             body.append(_id_payload(cfg.peer_identity))
@@ -1480,7 +1502,7 @@ class Responder(_Exchange):
             raise ProtocolError("PK I_MESSAGE needs KEMAC and PKE", error_no=ErrorNo.UNSPECIFIED)
         chash = msg.find(Chash)
         if chash is not None:
-            mine = crypto.cert_hash(chash.hash_func, creds.certificate.public_bytes(_DER))
+            mine = crypto.cert_hash(chash.hash_func, creds.chain_der()[0])
             if mine != chash.digest:
                 raise CertificateError("envelope encrypted to another certificate")
         env_key = crypto.rsa_decrypt_envelope(creds.private_key, pke.data, None, self.rng)

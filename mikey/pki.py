@@ -18,6 +18,7 @@ Limits of the profile: RSA keys below 2048 bits and SHA-1 signed certificates ar
 from __future__ import annotations
 
 import datetime
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from cryptography.x509 import verification
 from .errors import CertificateError, MikeyError
 
 __all__ = [
+    "ChainCacheInfo",
     "Credentials",
     "KeyUse",
     "PskStore",
@@ -126,6 +128,7 @@ class Credentials:
 
     private_key: rsa.RSAPrivateKey = field(repr=False)
     chain: tuple[x509.Certificate, ...]
+    _der: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.private_key, rsa.RSAPrivateKey):
@@ -135,6 +138,9 @@ class Credentials:
         object.__setattr__(self, "chain", tuple(self.chain))
         if not _same_key(self.private_key, self.chain[0]):
             raise MikeyError("the private key does not match the leaf certificate")
+        # Encoded once: every signed message carries the chain in CERT payloads.
+        der = tuple(c.public_bytes(serialization.Encoding.DER) for c in self.chain)
+        object.__setattr__(self, "_der", der)
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -148,7 +154,7 @@ class Credentials:
 
     def chain_der(self) -> list[bytes]:
         """DER encodings of the chain, leaf first (for CERT payloads)."""
-        return [c.public_bytes(serialization.Encoding.DER) for c in self.chain]
+        return list(self._der)
 
     @classmethod
     def from_pem(
@@ -196,12 +202,51 @@ def _ca_policy() -> verification.ExtensionPolicy:
     )
 
 
+_DER = serialization.Encoding.DER
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCacheInfo:
+    """Counters of :meth:`TrustStore.cache_info`."""
+
+    hits: int
+    misses: int
+    size: int
+
+
+_ChainKey = tuple[bytes, tuple[bytes, ...], str]
+
+
 class TrustStore:
-    """Trusted CA certificates and chain validation for the peer's CERT payloads."""
+    """Trusted CA certificates and chain validation for the peer's CERT payloads.
 
-    __slots__ = ("_cas", "_max_depth", "_store")
+    Successful validations are remembered (bounded LRU of ``cache_size`` entries keyed by the
+    DER of the leaf and intermediates and the usage) and reused only while ``now`` lies within
+    the validity periods of every certificate involved (leaf, intermediates, trust anchors) and
+    at most ``cache_ttl`` seconds after the validation that was run. Failures are never
+    remembered: a refused chain is validated again, and refused again, every time.
+    ``cache_size=0`` turns the cache off.
+    """
 
-    def __init__(self, cas: Iterable[x509.Certificate], *, max_chain_depth: int = 8) -> None:
+    __slots__ = (
+        "_cache",
+        "_cache_size",
+        "_cache_ttl",
+        "_cas",
+        "_hits",
+        "_max_depth",
+        "_misses",
+        "_store",
+    )
+
+    def __init__(
+        self,
+        cas: Iterable[x509.Certificate],
+        *,
+        max_chain_depth: int = 8,
+        cache_size: int = 256,
+        cache_ttl: float = 300.0,
+    ) -> None:
         self._cas = tuple(cas)
         if not self._cas:
             raise MikeyError("a trust store needs at least one CA certificate")
@@ -210,6 +255,16 @@ class TrustStore:
         except (ValueError, TypeError):
             raise MikeyError("invalid CA certificate in the trust store") from None
         self._max_depth = max_chain_depth
+        if cache_size < 0 or not cache_ttl >= 0:
+            raise MikeyError("chain cache size and TTL must not be negative")
+        self._cache_size = cache_size
+        self._cache_ttl = datetime.timedelta(seconds=cache_ttl)
+        # key -> (earliest reuse, latest reuse): the intersection of the validity periods and
+        # the TTL window after the validation.
+        self._cache: OrderedDict[_ChainKey, tuple[datetime.datetime, datetime.datetime]] = (
+            OrderedDict()
+        )
+        self._hits = self._misses = 0
 
     @classmethod
     def from_pem(cls, data: bytes | bytearray) -> TrustStore:
@@ -244,6 +299,48 @@ class TrustStore:
         """
         if usage not in ("sign", "encrypt"):
             raise MikeyError(f"unknown key usage {usage!r}")
+        key: _ChainKey | None = None
+        if now.tzinfo is None:  # naive means UTC, as for cryptography's verifier
+            now = now.replace(tzinfo=datetime.UTC)
+        if self._cache_size:
+            key = (
+                leaf.public_bytes(_DER),
+                tuple(c.public_bytes(_DER) for c in intermediates),
+                usage,
+            )
+            window = self._cache.get(key)
+            if window is not None and window[0] <= now <= window[1]:
+                self._cache.move_to_end(key)
+                self._hits += 1
+                return leaf
+            self._misses += 1
+        self._verify(leaf, intermediates, now, usage)
+        if key is not None:
+            self._remember(key, (leaf, *intermediates), now)
+        return leaf
+
+    def cache_info(self) -> ChainCacheInfo:
+        """Hits, misses and current size of the validation cache."""
+        return ChainCacheInfo(self._hits, self._misses, len(self._cache))
+
+    def _remember(
+        self, key: _ChainKey, chain: tuple[x509.Certificate, ...], now: datetime.datetime
+    ) -> None:
+        involved = chain + self._cas
+        not_before = max(c.not_valid_before_utc for c in involved)
+        not_after = min([c.not_valid_after_utc for c in involved] + [now + self._cache_ttl])
+        self._cache[key] = (not_before, not_after)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _verify(
+        self,
+        leaf: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        now: datetime.datetime,
+        usage: KeyUse,
+    ) -> None:
         verifier = (
             verification.PolicyBuilder()
             .store(self._store)
@@ -264,7 +361,6 @@ class TrustStore:
         if not isinstance(leaf.public_key(), rsa.RSAPublicKey):
             raise CertificateError("certificate key is not RSA")
         _check_key_usage(leaf, usage)
-        return leaf
 
 
 def _check_key_usage(leaf: x509.Certificate, usage: KeyUse) -> None:
