@@ -308,7 +308,7 @@ class RtspDriver:
         )
         try:
             outcome, expected = await self._session(client, keying, action, hold, interleaved)
-        except RtspError as exc:
+        except (RtspError, TimeoutError) as exc:
             outcome, expected = f"error-{type(exc).__name__}", set()
         finally:
             with contextlib.suppress(RtspError):
