@@ -52,6 +52,10 @@ KNOWN: dict[str, str] = {
         "518d1dec6c4c7185389496d32cde399382ec4c9e",
         "a9f8bca983663ecd53395c3e2c13bd302989fc89",
         "de80a81ac710717fbab549379cc2b44cebb20633",
+        "513e772d1d08a43bc18ad0d3026fc20d7eaa4420",
+        "aeb1f51b547dbcd1de94914fa62c3d6d0f5c000f",
+        "c6df1cdab0c530373542853439253c064227565f",
+        "f99fdb91b88362c912a6b88ee5483dc89265096c",
     )
 }
 
