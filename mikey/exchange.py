@@ -1518,17 +1518,10 @@ class Responder(_Exchange):
                 mac_scope_kemac_only=True,
                 msg=msg,
                 raw=raw,
+                keep=ctx,  # its auth_key (made for the KEMAC's MAC algorithm) also serves V
             )
             if isinstance(kem.mac_alg, MacAlg):
                 ctx.v_alg = kem.mac_alg
-                ctx.transport = derive_transport_keys(
-                    env_key,
-                    msg.csb_id,
-                    rand,
-                    PrfFunc(msg.header.prf),
-                    EncrAlg.NULL,
-                    ctx.v_alg,
-                )
         finally:
             _wipe(env_key)
         return result
@@ -1546,11 +1539,16 @@ class Responder(_Exchange):
         if msg is None or isinstance(exc, DecodeError):
             return None  # nothing to bind an error message to
         mode = MODE_OF_INIT.get(msg.data_type)  # type: ignore[call-overload]
+        # Echo the CS ID map only when it is one we can encode strictly; a reserved map type
+        # (accepted by lenient parsing) must not leak into our own answer.
+        known_map = isinstance(msg.header.cs_map_type, CsIdMapType) and not (
+            msg.header.raw_map_info or msg.header.map_padding
+        )
         hdr = Header(
             data_type=DataType.ERROR,
             csb_id=msg.csb_id,
-            cs_map=msg.header.cs_map,
-            cs_map_type=msg.header.cs_map_type,
+            cs_map=msg.header.cs_map if known_map else (),
+            cs_map_type=msg.header.cs_map_type if known_map else CsIdMapType.SRTP_ID,
             v=False,
             prf=msg.header.prf if isinstance(msg.header.prf, PrfFunc) else PrfFunc.MIKEY_1,
         )

@@ -40,24 +40,9 @@ from tests.fuzz.harnesses import (
     seeds,
 )
 
-_ERR_ECHO = (
-    "finding (mikey/exchange.py Responder._error_message): under the lenient GStreamer profile "
-    "a reserved CS ID map type of the I_MESSAGE is copied into the ERR answer, which our own "
-    "strict parser then rejects"
-)
-KNOWN: dict[str, str] = {
-    f"responder_gst_null/crash-{sha}": _ERR_ECHO
-    for sha in (
-        "4382ef53aa3846af74bab374450cb813a38ca4a6",
-        "518d1dec6c4c7185389496d32cde399382ec4c9e",
-        "a9f8bca983663ecd53395c3e2c13bd302989fc89",
-        "de80a81ac710717fbab549379cc2b44cebb20633",
-        "513e772d1d08a43bc18ad0d3026fc20d7eaa4420",
-        "aeb1f51b547dbcd1de94914fa62c3d6d0f5c000f",
-        "c6df1cdab0c530373542853439253c064227565f",
-        "f99fdb91b88362c912a6b88ee5483dc89265096c",
-    )
-}
+# Fixed crashers (kept as regressions): none open. Add unfixed ones here as
+# "harness/filename": "finding ..." and they run as strict xfails.
+KNOWN: dict[str, str] = {}
 
 CASES = [(name, path, data) for name in HARNESSES for path, data in seeds(name)]
 
@@ -208,7 +193,6 @@ def test_out_of_window_timestamp_is_refused(skew: float) -> None:
     assert isinstance(reply.error, TimestampError)
 
 
-@pytest.mark.xfail(strict=True, reason=_ERR_ECHO)
 @pytest.mark.parametrize("map_type", [0x1E, 0xE1, 0xFF])
 def test_err_answer_to_reserved_map_type_is_a_valid_message(map_type: int) -> None:
     offer = bytearray(seeds(GSTREAMER_RESPONDER)[0][1])
