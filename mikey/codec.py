@@ -638,10 +638,7 @@ class Kemac(Payload):
         return cls(EncrAlg.NULL, encode_sub_payloads(keys), mac_alg, mac, keys)
 
     def encode(self, next_type: int) -> bytes:
-        try:
-            maclen = MAC_LENGTH[MacAlg(self.mac_alg)]
-        except ValueError:
-            maclen = len(self.mac)
+        maclen = MAC_LENGTH.get(self.mac_alg, len(self.mac))  # type: ignore[call-overload]
         if len(self.mac) != maclen:
             raise EncodeError(f"MAC of {len(self.mac)} bytes for MAC alg {self.mac_alg}")
         return (
@@ -1390,14 +1387,14 @@ class Message:
             raise EncodeError(f"field out of range: {exc}") from None
 
     def _encode(self) -> bytes:
-        types = [_wire_type(p) for p in self.payloads]
-        for i, p in enumerate(self.payloads):
-            if isinstance(p, Sign) and i != len(self.payloads) - 1:
-                raise EncodeError("SIGN must be the last payload")
-        parts = [self.header.encode(types[0] if types else 0)]
-        for i, p in enumerate(self.payloads):
-            nxt = types[i + 1] if i + 1 < len(types) else 0
-            parts.append(p.encode(nxt))
+        payloads = self.payloads
+        types = [_wire_type(p) for p in payloads]
+        if Sign in map(type, payloads[:-1]):
+            raise EncodeError("SIGN must be the last payload")
+        types.append(0)  # the last payload's next payload: none
+        parts = [self.header.encode(types[0])]
+        for i, p in enumerate(payloads, 1):
+            parts.append(p.encode(types[i]))
         out = b"".join(parts) + self.trailing
         if len(out) > MAX_MESSAGE_SIZE:
             raise EncodeError(f"message of {len(out)} bytes exceeds {MAX_MESSAGE_SIZE}")
@@ -1457,7 +1454,7 @@ _P = TypeVar("_P", bound=Payload)
 
 
 def _wire_type(p: Payload) -> int:
-    return p.payload_type if isinstance(p, Opaque) else p.TYPE
+    return p.payload_type if type(p) is Opaque else p.TYPE
 
 
 def encode_sub_payloads(subs: Iterable[KemacSubPayload]) -> bytes:

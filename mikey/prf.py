@@ -131,7 +131,9 @@ class PrfKey:
         if size == 0:
             raise MikeyError("PRF inkey is empty")
         chunks: list[bytearray] = []
-        for start in range(0, size, _CHUNK):
+        if size < _CHUNK:  # the usual case (PSK, TGK, envelope key): one short chunk
+            chunks.append(bytearray(inkey))
+        for start in range(0, size if size >= _CHUNK else 0, _CHUNK):
             end = start + _CHUNK
             chunk = bytearray(inkey[start:end])
             if minisip_compat and end == size:
@@ -146,6 +148,8 @@ class PrfKey:
         """``PRF(inkey, label, length)`` with ``length`` in bytes (RFC 3830 §4.1.2)."""
         if not isinstance(length, int) or not 0 <= length <= MAX_OUTPUT_LENGTH:
             raise MikeyError(f"PRF output length must be 0..{MAX_OUTPUT_LENGTH} bytes")
+        if length == 0:
+            return bytearray()
         label = bytes(label)
         chunks = self._chunks
         if len(chunks) == 1:
