@@ -251,6 +251,7 @@ class UserAgent:
         max_transactions: int = 1024,
         max_calls: int = 256,
         transport_factory: Callable[[UdpTransport], Transport] | None = None,
+        check_dialog_source: bool = True,
     ) -> None:
         if transport.lower() not in ("udp", "tcp"):
             raise SipError("transport must be 'udp' or 'tcp'")
@@ -265,6 +266,8 @@ class UserAgent:
         self.max_calls = max_calls
         self.transactions = TransactionTable(max_transactions=max_transactions)
         self.calls: dict[str, Call] = {}  # by Call-ID
+        #: refuse in-dialog requests from other transport addresses than the dialog's peer
+        self.check_dialog_source = check_dialog_source
         self.transport: Transport | None = None
         self._transport_factory = transport_factory
         self._clients: dict[ClientTransaction, _ClientCtx] = {}
@@ -335,6 +338,23 @@ class UserAgent:
             return SessionDescription.parse(body)
         except SdpError as exc:
             raise CallError(f"bad SDP: {exc}") from exc
+
+    def _from_dialog_peer(self, call: Call, source: Address) -> bool:
+        """Whether an in-dialog request comes from where this dialog's peer can send from.
+
+        That is the address the dialog was set up with, or its next hop (a record-routing
+        proxy). Over a reliable transport the peer may open a new connection from another
+        port, so only the host is compared there.
+        """
+        if not self.check_dialog_source:
+            return True
+        allowed = {call.peer}
+        if call.dialog is not None:
+            with contextlib.suppress(SipError, ValueError):
+                allowed.add(self._address_of(call.dialog.next_hop()))
+        if source in allowed:
+            return True
+        return self.transport_reliable and source[0] in {a[0] for a in allowed}
 
     @staticmethod
     def _address_of(uri: SipUri) -> Address:
@@ -654,6 +674,12 @@ class UserAgent:
             call = self.calls.get(request.call_id)
             if call is None or call.dialog is None or not call.dialog.matches(request):
                 await self._respond(tx, make_response(request, 481))
+                return
+            if not self._from_dialog_peer(call, source):
+                # A request naming the dialog but sent from another transport address (e.g. a
+                # spoofed BYE) must not end the call or rekey it.
+                log.info("in-dialog %s from unexpected address %s refused", method, source)
+                await self._respond(tx, make_response(request, 403))
                 return
             try:
                 call.dialog.receive_request(request)
