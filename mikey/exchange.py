@@ -129,6 +129,14 @@ def default_rng(n: int) -> bytes:
     return os.urandom(n)
 
 
+class _Any(enum.Enum):
+    ANY = "any"
+
+
+#: ``Responder.respond(expected_initiator=...)`` default: any authenticated identity.
+ANY_INITIATOR = _Any.ANY
+
+
 class CsbTable:
     """Crypto session bundles a responder has keyed: owner identity, RAND and last T.
 
@@ -1172,14 +1180,19 @@ class Responder(_Exchange):
         *,
         local_ssrcs: Sequence[int] = (),
         expected_csb: int | None = None,
+        expected_initiator: str | _Any | None = ANY_INITIATOR,
     ) -> ExchangeCompleted | ExchangeRefused:
         """Process an I_MESSAGE; return the keys and the R_MESSAGE, or the refusal.
 
         ``local_ssrcs`` fill the crypto sessions whose SSRC the initiator left at 0 (in order).
-        ``expected_csb`` restricts the message to a rekey of that CSB (RFC 3830 §4.5).
+        ``expected_csb`` restricts the message to a rekey of that CSB (RFC 3830 §4.5), and
+        ``expected_initiator`` to the identity that owns it (checked once the message is
+        authenticated, before anything is remembered): a signalling session keyed by one peer
+        cannot be rekeyed by another authenticated peer.
         """
         nxt = self._advance(Input.RESPOND)
         ctx = _RespCtx()
+        ctx.expected_initiator = expected_initiator
         try:
             result, answer = self._respond(bytes(data), now, tuple(local_ssrcs), expected_csb, ctx)
         except MikeyError as exc:
@@ -1331,6 +1344,8 @@ class Responder(_Exchange):
                 keys, kem_id = self._open_pk(msg, raw, t, rand, ctx)
                 if kem_id is not None and initiator_id is not None and kem_id != initiator_id:
                     raise AuthenticationError()
+        if ctx.expected_initiator is not ANY_INITIATOR and ctx.expected_initiator != initiator_id:
+            raise IdentityError("rekey of a crypto session bundle by another identity")
         if known is not None:
             owner, _, last_t = known
             if owner != initiator_id:
@@ -1589,7 +1604,7 @@ def _tgk_from(keys: tuple[KeyData, ...]) -> bytearray | None:
 class _RespCtx:
     """Scratch state of one responder call, wiped on every path."""
 
-    __slots__ = ("authenticated", "msg", "rand", "t_i", "transport", "v_alg")
+    __slots__ = ("authenticated", "expected_initiator", "msg", "rand", "t_i", "transport", "v_alg")
 
     def __init__(self) -> None:
         self.msg: Message | None = None
@@ -1598,6 +1613,7 @@ class _RespCtx:
         self.transport: TransportKeys | None = None
         self.v_alg = MacAlg.HMAC_SHA_1_160
         self.authenticated = False
+        self.expected_initiator: str | _Any | None = ANY_INITIATOR
 
     def wipe(self) -> None:
         if self.transport is not None:

@@ -359,6 +359,7 @@ class MikeyServerKeying:
             now,
             local_ssrcs=(state.ssrc,),
             expected_csb=state.registration.csb_id,  # RFC 3830 §4.5: same CSB
+            expected_initiator=state.peer_identity,  # ... and the peer that keyed the session
         )
         if not isinstance(reply, ExchangeCompleted):
             raise KeyMgmtFailure("re-key refused")

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 from mikey.errors import MikeyError
 from mikey.exchange import (
+    ANY_INITIATOR,
     ExchangeCompleted,
     ExchangeConfig,
     Initiator,
@@ -212,6 +213,10 @@ class _Pending:
 
 
 LocalMediaFactory = Callable[[Call, SessionDescription], Awaitable[LocalMedia]]
+
+
+def _peer_identity(reg: RegistrationSa) -> str | None:
+    return reg.initiator_id if reg.role is Role.RESPONDER else reg.responder_id
 
 
 def _b64(data: bytes) -> str:
@@ -500,6 +505,8 @@ class MikeyCallKeying:
             self.clock(),
             local_ssrcs=[local.ssrc],
             expected_csb=existing.registration.csb_id if existing else None,
+            # a rekey must come from the peer that keyed the call (not another identity)
+            expected_initiator=_peer_identity(existing.registration) if existing else ANY_INITIATOR,
         )
         if not isinstance(reply, ExchangeCompleted):
             body = None
