@@ -50,20 +50,6 @@ def _config() -> ExchangeConfig:
     return ExchangeConfig(psk=StaticPskStore({}, default=PSK))
 
 
-class _LoopSource:
-    """One second of a precomputed tone, looped (decoded media on demand; no synthesis cost)."""
-
-    _tone = ToneSource(440).read(8000)
-
-    def __init__(self) -> None:
-        self._at = 0
-
-    def read(self, count: int) -> list[int]:
-        out = self._tone[self._at : self._at + count]
-        self._at = (self._at + count) % len(self._tone)
-        return out
-
-
 class _PassThrough:
     """A ServerKeying with no keys: the baseline for per-packet timing (SAVP, no SRTP)."""
 
@@ -196,7 +182,9 @@ async def _late_fraction(keyed: bool, streams: int, seconds: float) -> float:
     sink_port = sink.getsockname()[1]
     writers: list[asyncio.StreamWriter] = []
     try:
-        async with RtspServer({"/tone": _LoopSource}, config=config, keying=hook) as srv:
+        async with RtspServer(
+            {"/tone": lambda: ToneSource(440)}, config=config, keying=hook
+        ) as srv:
             url = srv.url("tone")
             for _ in range(streams):
                 keymgmt = None

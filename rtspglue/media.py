@@ -4,7 +4,9 @@
   the 14-bit linear input and 256 for decoding. No ``audioop`` (removed in Python 3.13).
 * :class:`RtpPacket` is the RFC 3550 §5.1 fixed header (+ CSRCs, extension, padding on input).
 * Audio sources yield 16-bit signed samples at 8 kHz; :class:`PcmuPacketizer` cuts them into
-  20 ms (160-sample) PCMU packets with consecutive sequence numbers and timestamps.
+  20 ms (160-sample) PCMU packets with consecutive sequence numbers and timestamps. A tone is
+  periodic: :class:`ToneSource` synthesises and mu-law encodes one exact period once (shared by
+  every source of that tone) and loops it, so a packet costs a slice, not 160 sines.
 * :func:`pace` sends packets on a drift-free schedule: packet *k* is due at ``start + k * ptime``
   on ``loop.time()``, so a late wake-up is never accumulated.
 * :func:`dominant_frequency` is a Goertzel scan (coarse grid, then 1 Hz refinement) used to check
@@ -14,14 +16,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import struct
 import wave
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .errors import MediaError
 
@@ -158,12 +162,37 @@ class RtpPacket:
 # --- sources ------------------------------------------------------------------------------
 
 
+_Seq = TypeVar("_Seq", bytes, "array[int]")
+
+
 class AudioSource(Protocol):
     """Endless mono 16-bit audio at 8 kHz."""
 
     def read(self, count: int) -> list[int]:
         """The next ``count`` samples."""
         ...
+
+
+#: Longest tone period kept as a table, in seconds of samples (a 0.1 Hz grid fits).
+MAX_TONE_PERIOD_SECONDS = 10
+
+
+def _tone_period(frequency: float, rate: int) -> int | None:
+    """Samples after which ``sin(2 pi f n / rate)`` repeats exactly, if a table is worth it."""
+    f = Fraction(frequency).limit_denominator(1000)
+    if float(f) != frequency:
+        return None
+    period = (f / rate).denominator
+    return period if period <= MAX_TONE_PERIOD_SECONDS * rate else None
+
+
+@functools.lru_cache(maxsize=64)
+def _tone_table(frequency: float, peak: float, rate: int, period: int) -> tuple[array[int], bytes]:
+    """One period of the tone (samples) and its mu-law encoding, each doubled so that any
+    read of up to one period is a single slice."""
+    step = 2 * math.pi * frequency / rate
+    samples = array("h", [round(peak * math.sin(step * i)) for i in range(period)])
+    return samples * 2, pcmu_encode(samples) * 2
 
 
 class ToneSource:
@@ -177,12 +206,33 @@ class ToneSource:
         self._peak = amplitude * 32767
         self._step = 2 * math.pi * frequency / rate
         self._n = 0
+        self._period = _tone_period(frequency, rate)
 
     def read(self, count: int) -> list[int]:
         start = self._n
         self._n += count
+        if self._period is not None:
+            samples, _ = _tone_table(self.frequency, self._peak, self.rate, self._period)
+            return self._loop(samples, start, count).tolist()
         peak, step = self._peak, self._step
         return [round(peak * math.sin(step * (start + i))) for i in range(count)]
+
+    def read_pcmu(self, count: int) -> bytes:
+        """The next ``count`` samples, already G.711 mu-law encoded (same as ``read``)."""
+        if self._period is None:
+            return pcmu_encode(self.read(count))
+        start = self._n
+        self._n += count
+        _, encoded = _tone_table(self.frequency, self._peak, self.rate, self._period)
+        return self._loop(encoded, start, count)
+
+    def _loop(self, doubled: _Seq, start: int, count: int) -> _Seq:
+        period = len(doubled) // 2
+        at = start % period
+        if count <= period:
+            return doubled[at : at + count]
+        whole, rest = divmod(count, period)
+        return doubled[at : at + period] * whole + doubled[at : at + rest]
 
 
 def read_wav(path: str | Path, *, rate: int = 8000, max_seconds: float = 600.0) -> array[int]:
@@ -269,24 +319,32 @@ class PcmuPacketizer:
         self.ssrc = ssrc & 0xFFFFFFFF
         self.sequence = sequence & 0xFFFF
         self.timestamp = timestamp & 0xFFFFFFFF
+        if not 0 <= payload_type <= 127:
+            raise MediaError("RTP payload type out of range")
         self.payload_type = payload_type
         self._first = True
+        # Sources that keep their audio encoded (ToneSource) skip the per-sample mu-law step.
+        read_pcmu: Callable[[int], bytes] | None = getattr(source, "read_pcmu", None)
+        self._read_pcmu = read_pcmu
 
     def next_packet(self) -> bytes:
         """The next packet; sequence and timestamp advance by 1 and 160."""
-        payload = pcmu_encode(self.source.read(SAMPLES_PER_PACKET))
-        packet = RtpPacket(
-            self.payload_type,
+        if self._read_pcmu is not None:
+            payload = self._read_pcmu(SAMPLES_PER_PACKET)
+        else:
+            payload = pcmu_encode(self.source.read(SAMPLES_PER_PACKET))
+        # RFC 3550 §5.1 header (V=2, no padding/extension/CSRC); fields are kept in range above.
+        head = _RTP_HEADER.pack(
+            0x80,
+            (0x80 if self._first else 0) | self.payload_type,
             self.sequence,
             self.timestamp,
             self.ssrc,
-            payload,
-            marker=self._first,
         )
         self._first = False
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.timestamp = (self.timestamp + SAMPLES_PER_PACKET) & 0xFFFFFFFF
-        return packet.encode()
+        return head + payload
 
 
 async def pace(
