@@ -55,6 +55,7 @@ from .codec import (
     Rand,
     SecurityPolicy,
     Sign,
+    SpParam,
     SrtpIdEntry,
     Timestamp,
     Verification,
@@ -330,9 +331,22 @@ class _Exchange:
 
 # Policies repeat across exchanges; their (pure) conversions and checks are memoised. Only
 # successful checks are cached, so a refused policy is re-examined (and refused) every time.
-@functools.lru_cache(maxsize=512)
 def _cached_policy_from_sp(sp: SecurityPolicy, lenient: bool) -> SrtpPolicy:
-    return policy_from_sp(sp, tag_in_auth_key_len=lenient)
+    key = (id(sp.params), int(sp.prot_type), lenient)
+    hit = _POLICIES.get(key)
+    if hit is not None and hit[0] is sp.params:
+        return hit[1]
+    policy = policy_from_sp(sp, tag_in_auth_key_len=lenient)
+    if len(_POLICIES) < _POLICIES_MAX:
+        _POLICIES[key] = (sp.params, policy)
+    return policy
+
+
+# Parsed SPs share their params tuple (the codec memoises validated parameter blocks), so the
+# conversion is memoised by the tuple's identity rather than by hashing 13 dataclasses. Each
+# entry keeps its tuple alive, so the id cannot be reused by another object meanwhile.
+_POLICIES: dict[tuple[int, int, bool], tuple[tuple[SpParam, ...], SrtpPolicy]] = {}
+_POLICIES_MAX = 1024
 
 
 @functools.lru_cache(maxsize=512)
@@ -1239,6 +1253,7 @@ class Responder(_Exchange):
             )
         if msg.header.prf not in cfg.accepted_prfs:
             raise ProtocolError("PRF not supported", error_no=ErrorNo.INVALID_PRF)
+        prf = PrfFunc(msg.header.prf)
         if msg.header.cs_map_type != CsIdMapType.SRTP_ID or not msg.header.cs_map:
             raise ProtocolError("only SRTP-ID CS maps are supported", error_no=ErrorNo.UNSPECIFIED)
         known = cfg.csbs.get(msg.csb_id)
@@ -1318,7 +1333,7 @@ class Responder(_Exchange):
                     psk,
                     msg.csb_id,
                     rand,
-                    PrfFunc(msg.header.prf),
+                    prf,
                     EncrAlg.NULL,
                     kem.mac_alg,
                     minisip_compat=cfg.minisip_compat,
@@ -1426,7 +1441,7 @@ class Responder(_Exchange):
                     env_key,
                     msg.csb_id,
                     rand,
-                    PrfFunc(msg.header.prf),
+                    prf,
                     cfg.kemac_encr,
                     cfg.kemac_mac,
                 )
@@ -1468,7 +1483,7 @@ class Responder(_Exchange):
                 keys=keys,
                 csb_id=msg.csb_id,
                 rand=rand,
-                prf=PrfFunc(msg.header.prf),
+                prf=prf,
                 cs_map=cs_map,
                 policies=policies,
                 minisip_compat=cfg.minisip_compat,
@@ -1480,7 +1495,7 @@ class Responder(_Exchange):
             mode=mode,
             role=Role.RESPONDER,
             csb_id=msg.csb_id,
-            prf=PrfFunc(msg.header.prf),
+            prf=prf,
             rand=rand,
             t_initiator=t.value,
             t_responder=t_r.value if answer is not None else None,
