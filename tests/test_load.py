@@ -69,7 +69,8 @@ def drive(protocol: str, port: int, *args: str, limit: int = 150) -> dict[str, A
 
 
 def assert_clean(driver: dict[str, Any], after: dict[str, Any]) -> None:
-    assert driver["unfinished"] == 0 and driver["unexpected"] == 0, driver
+    bad = {k: driver[k] for k in ("unfinished", "unexpected", "unexpected_examples", "outcomes")}
+    assert driver["unfinished"] == 0 and driver["unexpected"] == 0, bad
     for side in (driver, after):
         assert side["live_gsas"] == side["live_contexts"] == side["unwiped_buffers"] == 0, side
 
