@@ -116,7 +116,7 @@ async def test_tcp_connection_dropped_mid_dialog() -> None:
         reasons = await asyncio.wait_for(
             asyncio.gather(call.wait_terminated(), answered.wait_terminated()), 10
         )
-        assert reasons == [TerminationReason.TRANSPORT_LOST] * 2
+        assert list(reasons) == [TerminationReason.TRANSPORT_LOST] * 2
         assert uac_keys.registry.audit().live_gsas == uas_keys.registry.audit().live_gsas == 0
     finally:
         for ua, keying in ((uac, uac_keys), (uas, uas_keys)):

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import IO, Any
 
 PY = sys.executable
 
@@ -24,8 +24,8 @@ class Sut:
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
         assert proc.stdout is not None and proc.stdin is not None
-        self.out: TextIO = proc.stdout
-        self.inp: TextIO = proc.stdin
+        self.out: IO[str] = proc.stdout
+        self.inp: IO[str] = proc.stdin
         self.listening = self.read()
         assert self.listening["event"] == "listening"
         self.port = int(self.listening["port"])
