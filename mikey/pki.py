@@ -202,9 +202,6 @@ def _ca_policy() -> verification.ExtensionPolicy:
     )
 
 
-_DER = serialization.Encoding.DER
-
-
 @dataclass(frozen=True, slots=True)
 class ChainCacheInfo:
     """Counters of :meth:`TrustStore.cache_info`."""
@@ -214,16 +211,17 @@ class ChainCacheInfo:
     size: int
 
 
-_ChainKey = tuple[bytes, tuple[bytes, ...], str]
+_ChainKey = tuple[x509.Certificate, tuple[x509.Certificate, ...], str]
 
 
 class TrustStore:
     """Trusted CA certificates and chain validation for the peer's CERT payloads.
 
     Successful validations are remembered (bounded LRU of ``cache_size`` entries keyed by the
-    DER of the leaf and intermediates and the usage) and reused only while ``now`` lies within
-    the validity periods of every certificate involved (leaf, intermediates, trust anchors) and
-    at most ``cache_ttl`` seconds after the validation that was run. Failures are never
+    leaf and intermediates, which compare by their DER, and the usage) and reused only while
+    ``now`` lies within the validity periods of every certificate involved (leaf,
+    intermediates, trust anchors) and at most ``cache_ttl`` seconds after the validation that
+    was run. Failures are never
     remembered: a refused chain is validated again, and refused again, every time.
     ``cache_size=0`` turns the cache off.
     """
@@ -303,11 +301,7 @@ class TrustStore:
         if now.tzinfo is None:  # naive means UTC, as for cryptography's verifier
             now = now.replace(tzinfo=datetime.UTC)
         if self._cache_size:
-            key = (
-                leaf.public_bytes(_DER),
-                tuple(c.public_bytes(_DER) for c in intermediates),
-                usage,
-            )
+            key = (leaf, tuple(intermediates), usage)  # certificates hash and compare by DER
             window = self._cache.get(key)
             if window is not None and window[0] <= now <= window[1]:
                 self._cache.move_to_end(key)
