@@ -99,7 +99,8 @@ def _aes_cm(
 ) -> bytes:
     key = _encr_key(alg, keys)
     iv = kemac_iv(keys.salt_key, csb_id, ts_value)
-    ctx = Cipher(algorithms.AES(bytes(key)), modes.CTR(iv)).encryptor()
+    # The bytearray itself, not an immutable (unwipeable) bytes copy of the key.
+    ctx = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
     return ctx.update(bytes(data)) + ctx.finalize()
 
 
