@@ -888,7 +888,9 @@ def _sp_body(params: tuple[SpParam, ...]) -> bytes:
         body += p.value
         immutable = immutable and type(p.value) is bytes
     out = bytes(body)
-    if immutable and len(_SP_ENCODED) < _SP_ENCODED_MAX:
+    if immutable and len(out) <= _SP_MEMO_BODY_MAX:
+        if len(_SP_ENCODED) >= _SP_ENCODED_MAX:
+            _SP_ENCODED.clear()
         _SP_ENCODED[id(params)] = (params, out)
     return out
 
@@ -896,8 +898,10 @@ def _sp_body(params: tuple[SpParam, ...]) -> bytes:
 # Parsed and configured policies share their params tuples (_SP_BODY_CACHE, the exchange's policy
 # memo), so encodings are memoised by tuple identity. Each entry holds its tuple, so the id
 # cannot be reused by another object while the entry exists; tuples and SpParams are immutable.
+# Bounded like _SP_BODY_CACHE (small blocks, cleared when full).
 _SP_ENCODED: dict[int, tuple[tuple[SpParam, ...], bytes]] = {}
 _SP_ENCODED_MAX = 1024
+_SP_MEMO_BODY_MAX = 256  # parameter blocks memoised here and in _SP_BODY_CACHE: small ones
 
 
 def param_name(prot_type: int, ptype: int) -> str:
@@ -1306,7 +1310,9 @@ def _parse_sp(r: Reader, ctx: _Ctx, start: int) -> tuple[SecurityPolicy, int]:
             _check_srtp_params(tlvs, ctx, start)
         shared = _SP_PARAM_CACHE.get
         params = tuple([shared((t, v)) or _sp_param(t, v) for _, t, v in tlvs])
-        if not ctx.lenient and len(_SP_BODY_CACHE) < _SP_BODY_CACHE_MAX:
+        if not ctx.lenient and length <= _SP_MEMO_BODY_MAX:
+            if len(_SP_BODY_CACHE) >= _SP_BODY_CACHE_MAX:
+                _SP_BODY_CACHE.clear()
             _SP_BODY_CACHE[prot, body] = params
     return SecurityPolicy(policy_no, prot, params), nxt
 
@@ -1315,9 +1321,11 @@ _SP_PARAM_CACHE: dict[tuple[int, bytes], SpParam] = {}
 _SP_PARAM_CACHE_MAX = 4096  # attacker-chosen TLVs cannot grow it past ~0.5 MB
 # Policies repeat across messages: a parameter block that passed the strict checks once (so it
 # needed no leniency) maps to its parsed parameters. Failures are never stored, and a block that
-# is clean in strict mode is clean, with the same result, in lenient mode too.
+# is clean in strict mode is clean, with the same result, in lenient mode too. Bounded: blocks
+# of at most 256 bytes, 1024 of them (cleared when full), so attacker-chosen blocks cannot hold
+# more than ~0.5 MB.
 _SP_BODY_CACHE: dict[tuple[int, bytes], tuple[SpParam, ...]] = {}
-_SP_BODY_CACHE_MAX = 1024  # bounded: attacker-chosen blocks cannot grow it past ~1 MB
+_SP_BODY_CACHE_MAX = 1024
 
 
 def _sp_param(ptype: int, value: bytes) -> SpParam:

@@ -337,8 +337,9 @@ def _cached_policy_from_sp(sp: SecurityPolicy, lenient: bool) -> SrtpPolicy:
     if hit is not None and hit[0] is sp.params:
         return hit[1]
     policy = policy_from_sp(sp, tag_in_auth_key_len=lenient)
-    if len(_POLICIES) < _POLICIES_MAX:
-        _POLICIES[key] = (sp.params, policy)
+    if len(_POLICIES) >= _POLICIES_MAX:  # bounded; fresh tuples (lenient parses) churn it
+        _POLICIES.clear()
+    _POLICIES[key] = (sp.params, policy)
     return policy
 
 
