@@ -606,7 +606,10 @@ class MikeyCallKeying:
         key = call.id
         if key is None:
             return
-        self.calls.pop(key, None)
+        keys = self.calls.pop(key, None)
+        if keys is not None and keys.role is Role.RESPONDER:
+            # the CSB ends with the call: only re-keys of a live call may name it (RFC 3830 §4.5)
+            self.config.csbs.forget(keys.registration.csb_id)
         event = self.registry.teardown(key, gsa_reason(reason), self.clock())
         if event is not None:
             self._events.append(CallKeysTornDown(key, event.reason))
