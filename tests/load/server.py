@@ -75,6 +75,7 @@ class SipSut:
         self.ended: Counter[str] = Counter()
         self.offered = 0
         self.peak_keyed = 0
+        self.events = 0
 
     async def start(self) -> int:
         return (await self.ua.listen())[1]
@@ -99,6 +100,7 @@ class SipSut:
 
     async def _drive(self, call: Call, action: dict[str, float]) -> None:
         await call.wait_confirmed()
+        self.figures()  # drain the event queues as calls come and go
         self.peak_keyed = max(self.peak_keyed, len(self.keying.calls))
         if call.ended:
             return
@@ -120,7 +122,12 @@ class SipSut:
         }
 
     def figures(self) -> dict[str, Any]:
+        # an application drains its event queues (here: counts them); both queue until drained
+        self.events += len(self.keying.drain_events()) + len(self.registry.drain_events())
         return {
+            "events": self.events,
+            "replay_entries": len(self.keying.config.replay),
+            "csb_entries": len(self.keying.config.csbs),
             "offered": self.offered,
             "peak_keyed": self.peak_keyed,
             "ended": dict(self.ended),
