@@ -216,6 +216,11 @@ class MikeyServerKeying:
         """DESCRIBE exchanges waiting for their SETUP."""
         return len(self._pending)
 
+    def on_connection_closed(self, connection: ConnectionInfo) -> None:
+        """Wipe the DESCRIBE exchanges of a connection that ended before its SETUP."""
+        for key in [k for k in self._pending if k[0] == connection.conn_id]:
+            self._pending.pop(key).initiator.abort()
+
     def close(self) -> None:
         """Abort every pending DESCRIBE exchange and tear every GSA down (shutdown)."""
         for pending in self._pending.values():

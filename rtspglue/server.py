@@ -172,6 +172,10 @@ class ServerKeying(Protocol):
         """The session ended; called exactly once per session the hook has seen."""
         ...
 
+    def on_connection_closed(self, connection: ConnectionInfo) -> None:
+        """A connection ended: drop keying state bound to it (e.g. a DESCRIBE without SETUP)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -325,6 +329,12 @@ class RtspServer:
                 session = self._sessions.get(session_id)
                 if session is not None:
                     self._close_session(session, TeardownReason.CONNECTION_LOST)
+            hook = getattr(self.keying, "on_connection_closed", None)  # optional hook
+            if hook is not None:
+                try:
+                    hook(conn.info)
+                except Exception:
+                    log.exception("keying connection hook failed")
             writer.close()
             self._conn_tasks.discard(task)
 

@@ -42,7 +42,7 @@ import binascii
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -293,7 +293,8 @@ class MikeyCallKeying:
         self._local_media = local_media or self._default_media
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self.calls: dict[str, CallKeys] = {}
-        self._events: list[KeyingEvent] = []
+        # bounded: a server that never drains events must not grow (oldest dropped first)
+        self._events: deque[KeyingEvent] = deque(maxlen=4096)
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
 
@@ -314,7 +315,8 @@ class MikeyCallKeying:
 
     def drain_events(self) -> list[KeyingEvent]:
         """Events since the last call, oldest first."""
-        events, self._events = self._events, []
+        events = list(self._events)
+        self._events.clear()
         return events
 
     @property

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -232,6 +233,10 @@ class InMemoryGsaStore:
         return list(self._items)
 
 
+#: events kept for :meth:`GsaRegistry.drain_events` before the oldest are dropped
+MAX_QUEUED_EVENTS = 4096
+
+
 class GsaRegistry:
     """All GSAs of a process, keyed by signalling context; see the module docstring."""
 
@@ -239,7 +244,8 @@ class GsaRegistry:
         self.config = config or GsaConfig()
         self._store: GsaStore = store if store is not None else InMemoryGsaStore()
         self._lock = threading.RLock()
-        self._events: list[GsaEvent] = []
+        # bounded: a process that never drains events must not grow (oldest dropped first)
+        self._events: deque[GsaEvent] = deque(maxlen=MAX_QUEUED_EVENTS)
         self._wipe_failures = 0
 
     # -- queries ---------------------------------------------------------------------------
@@ -257,7 +263,8 @@ class GsaRegistry:
     def drain_events(self) -> list[GsaEvent]:
         """Events queued since the last call, oldest first."""
         with self._lock:
-            events, self._events = self._events, []
+            events = list(self._events)
+            self._events.clear()
         return events
 
     def audit(self) -> AuditReport:

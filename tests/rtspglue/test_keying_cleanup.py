@@ -1,0 +1,55 @@
+"""Keying state that must not outlive its owner (issue "nothing is left behind").
+
+A DESCRIBE whose client goes away before SETUP leaves a pending MIKEY exchange (key material);
+it is wiped when the connection ends, not 60 s later. Oracle: the server keying's pending count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mikey.keying import DataSaEntry, KeyingResult, Mode, RegistrationSa, Role, SrtpPolicy
+from mikey.registry import PrfFunc
+from rtspglue.client import RtspClient
+from rtspglue.keying import MikeyServerKeying
+from rtspglue.media import ToneSource
+from rtspglue.server import RtspServer
+from srtp.gsa import MAX_QUEUED_EVENTS, GsaRegistry, GsaTornDown, TeardownReason
+from tests.mikey.pair import configs
+
+
+async def test_describe_without_setup_is_wiped_when_the_connection_ends() -> None:
+    server_cfg, _ = configs(Mode.PSK)
+    keying = MikeyServerKeying(server_cfg, registry=GsaRegistry())
+    async with RtspServer({"/tone": lambda: ToneSource(440)}, keying=keying) as server:
+        for _ in range(3):
+            client = RtspClient(server.url("tone"))
+            async with client:
+                described = await client.describe()
+                assert described.key_mgmt  # the server made an I_MESSAGE for this connection
+                assert keying.pending >= 1
+        for _ in range(100):
+            if keying.pending == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert keying.pending == 0
+
+
+def _result(ssrc: int) -> KeyingResult:
+    reg = RegistrationSa(
+        Mode.PSK, Role.RESPONDER, 1, PrfFunc.MIKEY_1, b"r" * 16, b"t" * 8, None, None, None
+    )
+    entry = DataSaEntry(1, ssrc, 0, 0, SrtpPolicy(), bytearray(range(16)), bytearray(range(14)))
+    return KeyingResult(reg, (entry,))
+
+
+def test_gsa_event_queue_is_bounded() -> None:
+    """A process that never drains GSA events does not grow (the oldest are dropped)."""
+    registry = GsaRegistry()
+    for i in range(MAX_QUEUED_EVENTS):  # 2 events each: established, torn down
+        registry.establish(f"s{i}", _result(i + 1), 0.0, outbound_ssrcs={i + 1})
+        registry.teardown(f"s{i}", TeardownReason.TEARDOWN, 0.0)
+    events = registry.drain_events()
+    assert len(events) == MAX_QUEUED_EVENTS
+    assert isinstance(events[-1], GsaTornDown) and events[-1].key == f"s{MAX_QUEUED_EVENTS - 1}"
+    assert registry.drain_events() == [] and registry.audit().clean
