@@ -74,6 +74,9 @@ class _PassThrough:
     def on_teardown(self, session: SessionContext, reason: TeardownReason) -> None:
         return None
 
+    def on_connection_closed(self, connection: ConnectionInfo) -> None:
+        return None
+
 
 def _timed(times: list[float], inner: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
     clock = time.monotonic
