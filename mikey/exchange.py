@@ -490,9 +490,11 @@ def _certs_from(msg: Message) -> list[x509.Certificate]:
 
 
 # Peers send the same certificates in every message: each distinct DER is parsed once (bounded
-# LRU; certificates are immutable; a DER that does not parse is never stored).
+# LRU of certificates up to 8 KiB, so at most ~2 MB of unauthenticated input; certificates are
+# immutable; a DER that does not parse is never stored).
 _CERTS: OrderedDict[bytes, x509.Certificate] = OrderedDict()
 _CERTS_MAX = 256
+_CERT_MEMO_MAX_BYTES = 8192
 
 
 def _load_cert(der: bytes) -> x509.Certificate:
@@ -504,6 +506,8 @@ def _load_cert(der: bytes) -> x509.Certificate:
         cert = x509.load_der_x509_certificate(der)
     except (ValueError, x509.InvalidVersion):
         raise CertificateError("CERT payload is not a DER X.509 certificate") from None
+    if len(der) > _CERT_MEMO_MAX_BYTES:
+        return cert
     _CERTS[der] = cert
     while len(_CERTS) > _CERTS_MAX:
         _CERTS.popitem(last=False)
