@@ -53,8 +53,11 @@ test: $(STAMP) peers lint typecheck pytest
 bench: $(STAMP)
 	$(PY) -m bench
 
+# Coverage-guided fuzzing (atheris when it installs, else the pure-Python mutation fuzzer).
+# FUZZ_ARGS e.g. "--time 600 --crypto-time 300 --jobs 2 --report fuzz.md"
 fuzz: $(STAMP)
-	$(PY) -m tests.fuzz
+	$(PIP) install -q 'atheris>=2.3' || echo "atheris unavailable: using the pure-Python fuzzer"
+	$(PY) -m tests.fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
