@@ -705,19 +705,24 @@ class Initiator(_Exchange):
             )
         return plain
 
-    def _build_psk(self, hdr: Header, payloads: list[Payload]) -> bytes:
+    def _psk_transport_keys(self, encr_alg: EncrAlg) -> TransportKeys:
+        """encr/salt/auth keys from the PSK for our KEMAC (RFC 3830 §4.1.4); kept for V/ERR."""
         cfg = self.config
-        psk = self._psk()
         tk = derive_transport_keys(
-            psk,
+            self._psk(),
             self._csb_id,
             self._rand,
             cfg.prf,
-            cfg.kemac_encr,
+            encr_alg,
             cfg.kemac_mac,
             minisip_compat=cfg.minisip_compat,
         )
         self._transport = tk
+        return tk
+
+    def _build_psk(self, hdr: Header, payloads: list[Payload]) -> bytes:
+        cfg = self.config
+        tk = self._psk_transport_keys(cfg.kemac_encr)
         plain = self._kemac_plain(None)
         enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, self._csb_id, self._t_i, plain)
         maclen = MAC_LENGTH[cfg.kemac_mac]
@@ -782,17 +787,7 @@ class Initiator(_Exchange):
                 hdr, [*body, *sps, dhi], creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash
             )
         # DHHMAC (RFC 4650): KEMAC with no keys, MAC over the whole message
-        psk = self._psk()
-        tk = derive_transport_keys(
-            psk,
-            self._csb_id,
-            self._rand,
-            cfg.prf,
-            EncrAlg.NULL,
-            cfg.kemac_mac,
-            minisip_compat=cfg.minisip_compat,
-        )
-        self._transport = tk
+        tk = self._psk_transport_keys(EncrAlg.NULL)
         if cfg.kemac_mac == MacAlg.NULL:
             raise MikeyError("DHHMAC needs a MAC algorithm")
         maclen = MAC_LENGTH[cfg.kemac_mac]
