@@ -793,7 +793,7 @@ class Initiator(_Exchange):
         maclen = MAC_LENGTH[cfg.kemac_mac]
         kemac = Kemac(EncrAlg.NULL, b"", cfg.kemac_mac, bytes(maclen))
         raw = Message(hdr, (*payloads, *ids, *sps, dhi, kemac)).encode()
-        body_b = raw[:-maclen]
+        body_b = raw[: len(raw) - maclen]
         return body_b + crypto.mac(cfg.kemac_mac, tk.auth_key, body_b)
 
     def _build_rsa_r(
@@ -1427,9 +1427,10 @@ class Responder(_Exchange):
                 assert ctx.transport is not None
                 maclen = len(msg.find(Kemac).mac)  # type: ignore[union-attr]
                 mac_alg = MacAlg(msg.find(Kemac).mac_alg)  # type: ignore[union-attr]
-                body = Message(
+                unsigned = Message(
                     r_hdr, (t_r, *ids, dhr, dhi, Kemac(EncrAlg.NULL, b"", mac_alg, bytes(maclen)))
-                ).encode()[:-maclen]
+                ).encode()
+                body = unsigned[: len(unsigned) - maclen]
                 answer = body + crypto.mac(mac_alg, ctx.transport.auth_key, body)
         else:  # RSA-R (RFC 4738): the responder supplies the TGK under the initiator's key
             assert cert is not None
@@ -1560,7 +1561,8 @@ class Responder(_Exchange):
         assert ctx.transport is not None
         alg = ctx.v_alg  # the KEMAC's MAC algorithm: the auth_key was derived for it
         maclen = MAC_LENGTH[alg]
-        body = Message(hdr, (*payloads, Verification(alg, bytes(maclen)))).encode()[:-maclen]
+        raw = Message(hdr, (*payloads, Verification(alg, bytes(maclen)))).encode()
+        body = raw[: len(raw) - maclen]  # (a NULL MAC is 0 bytes: never slice with -0)
         return body + crypto.mac(alg, ctx.transport.auth_key, body + ctx.t_i)
 
     def _error_message(self, exc: MikeyError, ctx: _RespCtx, now: float) -> bytes | None:
