@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -25,7 +26,7 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
-def missing_peer(reason: str) -> None:
+def missing_peer(reason: str) -> NoReturn:
     """Skip (developer machine without root) or fail (root/CI must have every peer)."""
     if is_root():
         pytest.fail(f"peer missing while running as root: {reason}")
@@ -37,7 +38,6 @@ def require_peer(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         missing_peer(f"{name} is not installed (see PEERS.md)")
-        raise AssertionError("unreachable")  # pragma: no cover
     return path
 
 

@@ -4,7 +4,6 @@ gst-rtsp-server. The tone frequency measured at the far end is the oracle."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -15,6 +14,8 @@ import pytest
 from rtspglue.client import RtspClient
 from rtspglue.media import ToneSource, dominant_frequency, read_wav
 from rtspglue.server import RtspServer
+
+from .peers import missing_peer, require_peer
 
 pytestmark = pytest.mark.interop
 
@@ -32,10 +33,19 @@ def _have_gst_server() -> bool:
     return result.returncode == 0
 
 
-needs_gst_launch = pytest.mark.skipif(
-    shutil.which("gst-launch-1.0") is None, reason="gst-launch-1.0 not installed"
-)
-needs_gst_server = pytest.mark.skipif(not _have_gst_server(), reason="gst-rtsp-server GI missing")
+@pytest.fixture
+def gst_launch() -> None:
+    require_peer("gst-launch-1.0")
+
+
+@pytest.fixture
+def gst_rtsp_server_gi() -> None:
+    if not _have_gst_server():
+        missing_peer("gst-rtsp-server GI missing")
+
+
+needs_gst_launch = pytest.mark.usefixtures("gst_launch")
+needs_gst_server = pytest.mark.usefixtures("gst_rtsp_server_gi")
 
 
 async def _stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:

@@ -7,7 +7,6 @@ decoded audio: a 440 Hz tone must come out as a 440 Hz tone.
 from __future__ import annotations
 
 import base64
-import shutil
 import socket
 import subprocess
 import time
@@ -30,11 +29,16 @@ from ..srtp.media import (
     ulaw_decode,
     wait_bound,
 )
+from .peers import require_peer
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed"),
-]
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True)
+def _ffmpeg() -> None:
+    require_peer("ffmpeg")
+
+
 SSRC = 0x1234ABCD
 INLINE = base64.b64encode(SPEC_TEK + SPEC_SALT).decode()
 

@@ -30,6 +30,7 @@ from ..srtp.media import (
     ulaw_decode,
     wait_bound,
 )
+from .peers import missing_peer
 
 
 def _has_srtp_plugin() -> bool:
@@ -41,10 +42,15 @@ def _has_srtp_plugin() -> bool:
     return probe.returncode == 0
 
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.skipif(not _has_srtp_plugin(), reason="GStreamer srtp plugin not installed"),
-]
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True)
+def _srtp_plugin() -> None:
+    if not _has_srtp_plugin():
+        missing_peer("GStreamer srtp plugin (gstreamer1.0-plugins-bad) not installed")
+
+
 SSRC = 0x5EED1234
 KEY_256 = bytes(range(0x40, 0x60))
 CASES = [

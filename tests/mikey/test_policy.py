@@ -32,6 +32,7 @@ from mikey.policy import (
     sp_from_policy,
 )
 from mikey.registry import ErrorNo, ProtType, SrtpAuthAlg, SrtpEncrAlg, SrtpPrf
+from tests.interop.peers import missing_peer
 
 SP = ErrorNo.INVALID_SP
 SPPAR = ErrorNo.INVALID_SPPAR
@@ -419,7 +420,7 @@ _GST_NAMES = {
 def _gstreamer_reads(sps: list[SecurityPolicy]) -> list[list[str]]:
     python = shutil.which("python3", path="/usr/bin")
     if python is None:
-        pytest.skip("no system python3")
+        missing_peer("no system python3")
     arg = json.dumps([[(p.type, p.value.hex()) for p in s.params] for s in sps])
     try:
         done = subprocess.run(
@@ -430,10 +431,10 @@ def _gstreamer_reads(sps: list[SecurityPolicy]) -> list[list[str]]:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"GStreamer not runnable: {exc}")
+        missing_peer(f"GStreamer not runnable: {exc}")
     if done.returncode != 0:
         if "No module named 'gi'" in done.stderr or "Namespace" in done.stderr:
-            pytest.skip("python3-gi / GstSdp not installed")
+            missing_peer("python3-gi / GstSdp not installed")
         raise AssertionError(done.stderr)
     result: list[list[str]] = json.loads(done.stdout)
     return result

@@ -420,11 +420,12 @@ def stop_pipeline(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.interop
 async def test_gstreamer_srtpdec_decodes_bridge_output(tmp_path: Path) -> None:
+    from ..interop.peers import missing_peer
     from ..interop.test_srtp_gstreamer import _has_srtp_plugin, wait_written
     from .media import free_udp_port_pair, ulaw_decode, wait_bound
 
     if not _has_srtp_plugin():
-        pytest.skip("GStreamer srtp plugin not installed")
+        missing_peer("GStreamer srtp plugin (gstreamer1.0-plugins-bad) not installed")
     i_res, r_res = keying(Mode.PSK)
     entry = next(e for e in i_res.data_sa if e.ssrc == SSRC_A)
     key_hex = (bytes(entry.master_key) + bytes(entry.master_salt)).hex()
