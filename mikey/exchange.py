@@ -99,7 +99,7 @@ from .registry import (
     SignType,
     TsType,
 )
-from .replay import NTP_UNIX_OFFSET, ReplayGuard, make_timestamp, unix_from_ntp
+from .replay import ReplayGuard, make_timestamp
 
 Rng = Callable[[int], bytes]
 
@@ -1045,23 +1045,6 @@ class Initiator(_Exchange):
 _DER = Encoding.DER
 
 
-def _precheck_window(guard: ReplayGuard, t: Timestamp, now: float) -> None:
-    """Cheap timestamp window check before any cryptography (RFC 3830 §5.4)."""
-    if t.ts_type == TsType.COUNTER:
-        return
-    if t.ts_type == TsType.NTP_UTC_32:
-        when = float(int.from_bytes(t.value, "big") - NTP_UNIX_OFFSET)
-        if when < 0:
-            when += 2.0**32
-    else:
-        when = unix_from_ntp(t.value)
-    skew = guard.effective_skew(now)
-    if when < now - skew:
-        raise TimestampError("timestamp outside the accepted window (stale)")
-    if when > now + skew:
-        raise TimestampError("timestamp outside the accepted window (future)")
-
-
 def _rsa_pub(cert: x509.Certificate) -> rsa.RSAPublicKey:
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
@@ -1282,7 +1265,7 @@ class Responder(_Exchange):
         if rand_p is not None and len(rand) < RAND_LENGTH and not cfg.allow_null_kemac:
             raise ProtocolError("RAND shorter than 128 bits", error_no=ErrorNo.UNSPECIFIED)
         ctx.rand = rand
-        _precheck_window(cfg.replay, t, now)
+        cfg.replay.check_window(t, now)  # cheap, before any cryptography (RFC 3830 §5.4)
         initiator_id, peer_says_responder = _identities(msg)
         if (
             peer_says_responder

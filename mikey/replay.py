@@ -170,15 +170,14 @@ class ReplayGuard:
 
     # -- checks -------------------------------------------------------------------------------
 
-    def check(self, ts: Timestamp, *, peer: str, csb_id: int, digest: bytes, now: float) -> None:
-        """Accept the (authenticated) message with T ``ts`` and ``digest``, or raise.
+    def check_window(self, ts: Timestamp, now: float) -> int | None:
+        """Raise :class:`TimestampError` unless ``ts`` lies in the accepted window at ``now``.
 
-        Raises :class:`TimestampError` (INVALID_TS) for a stale, future or refused timestamp and
-        :class:`ReplayError` for a message seen before. Records the message when accepted.
+        Cheap and remembers nothing, so a responder can run it before any cryptography. Returns
+        the time bucket of an NTP-type ``ts`` (None for COUNTER, which has no window).
         """
         if ts.ts_type == TsType.COUNTER:
-            self._check_counter(ts, peer, csb_id)
-            return
+            return None
         if ts.ts_type not in _NTP_TYPES or len(ts.value) != TS_LENGTH[ts.ts_type]:
             raise TimestampError("unsupported timestamp type")
         if ts.ts_type == TsType.NTP and not self.policy.accept_ntp_local:
@@ -192,6 +191,18 @@ class ReplayGuard:
             raise TimestampError("timestamp is stale")
         if t > now + skew:
             raise TimestampError("timestamp is in the future")
+        return bucket
+
+    def check(self, ts: Timestamp, *, peer: str, csb_id: int, digest: bytes, now: float) -> None:
+        """Accept the (authenticated) message with T ``ts`` and ``digest``, or raise.
+
+        Raises :class:`TimestampError` (INVALID_TS) for a stale, future or refused timestamp and
+        :class:`ReplayError` for a message seen before. Records the message when accepted.
+        """
+        bucket = self.check_window(ts, now)
+        if bucket is None:
+            self._check_counter(ts, peer, csb_id)
+            return
         key = b"".join(
             (csb_id.to_bytes(4, "big"), bytes([int(ts.ts_type)]), ts.value, bytes(digest))
         )
