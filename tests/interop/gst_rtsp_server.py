@@ -1,7 +1,10 @@
 """A GStreamer gst-rtsp-server serving a PCMU tone; run with Debian's /usr/bin/python3 (GI).
 
 Usage: gst_rtsp_server.py PORT FREQ [PATH] [--savp]
-Prints ``READY <port>`` on stdout once listening on 127.0.0.1. Plain RTP/AVP unless --savp.
+Prints ``READY <port>`` on stdout once listening on 127.0.0.1. Plain RTP/AVP (one shared media)
+unless --savp: then ``GstRtsp.RTSPProfile.SAVP`` with a media per client, for which the server
+generates the SRTP key itself, announces it in DESCRIBE (``a=key-mgmt:mikey``, PSK with NULL
+KEMAC) and accepts the client's ``KeyMgmt`` in SETUP (logged under ``GST_DEBUG=rtspstream:5``).
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ def main() -> int:
         f"( audiotestsrc is-live=true freq={freq} ! audio/x-raw,rate=8000,channels=1 "
         "! mulawenc ! rtppcmupay name=pay0 pt=0 )"
     )
-    factory.set_shared(True)
-    profile = GstRtsp.RTSPProfile.SAVP if "--savp" in sys.argv else GstRtsp.RTSPProfile.AVP
-    factory.set_profiles(profile)
+    savp = "--savp" in sys.argv
+    factory.set_shared(not savp)
+    factory.set_profiles(GstRtsp.RTSPProfile.SAVP if savp else GstRtsp.RTSPProfile.AVP)
     factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP)
     pool = GstRtspServer.RTSPAddressPool()
-    pool.add_range("127.0.0.1", "127.0.0.1", 30000, 40000, 0)
+    low = 40000 if savp else 30000
+    pool.add_range("127.0.0.1", "127.0.0.1", low, low + 10000, 0)
     factory.set_address_pool(pool)
     server.get_mount_points().add_factory(path, factory)
     if server.attach(None) == 0:

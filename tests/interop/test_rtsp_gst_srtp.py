@@ -92,7 +92,8 @@ async def gst_savp_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     env = dict(os.environ, GST_DEBUG="rtspstream:5", GST_DEBUG_NO_COLOR="1")
     with log.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            "timeout", "60", GST_PYTHON, str(HERE / "gst_rtsp_savp_server.py"), "0", "1100",
+            "timeout", "60", GST_PYTHON, str(HERE / "gst_rtsp_server.py"), "0", "1100", "/tone",
+            "--savp",
             stdout=asyncio.subprocess.PIPE,
             stderr=err,
             env=env,
