@@ -33,6 +33,21 @@ def missing_peer(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def stop_wrapped(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Stop a peer started under coreutils ``timeout``, by its PID.
+
+    SIGTERM goes to the ``timeout`` wrapper, which forwards it to the peer; SIGKILL only if
+    that does not end it. Killing the wrapper outright would orphan the peer.
+    """
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait(timeout=10)
+
+
 def require_peer(name: str) -> str:
     """The absolute path of the peer binary ``name``; skip or fail when it is missing."""
     path = shutil.which(name)

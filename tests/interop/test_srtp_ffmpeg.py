@@ -29,7 +29,7 @@ from ..srtp.media import (
     ulaw_decode,
     wait_bound,
 )
-from .peers import require_peer
+from .peers import require_peer, stop_wrapped
 
 pytestmark = pytest.mark.interop
 
@@ -41,12 +41,6 @@ def _ffmpeg() -> None:
 
 SSRC = 0x1234ABCD
 INLINE = base64.b64encode(SPEC_TEK + SPEC_SALT).decode()
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
 
 
 def test_ffmpeg_decrypts_our_srtp(tmp_path: Path) -> None:
@@ -90,7 +84,7 @@ def test_ffmpeg_decrypts_our_srtp(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     finally:
         tx.close()
-        stop(proc)
+        stop_wrapped(proc)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else b""
     with wave.open(str(out)) as w:
         assert w.getframerate() == 8000
@@ -140,7 +134,7 @@ def test_we_decrypt_ffmpeg_srtp(tmp_path: Path) -> None:
             packets = receive_all(rtp_sock)
             proc.wait(timeout=30)
         finally:
-            stop(proc)
+            stop_wrapped(proc)
     try:
         assert packets, proc.stderr.read() if proc.stderr else b""
         audio = [rtp_payload(rx.unprotect(p))[1] for p in packets]  # loopback keeps order

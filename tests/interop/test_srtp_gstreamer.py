@@ -30,7 +30,7 @@ from ..srtp.media import (
     ulaw_decode,
     wait_bound,
 )
-from .peers import missing_peer
+from .peers import missing_peer, stop_wrapped
 
 
 def _has_srtp_plugin() -> bool:
@@ -89,20 +89,6 @@ def wait_written(path: Path, size: int, alive: object, limit: float = 15.0) -> N
         time.sleep(0.05)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the ``timeout`` wrapper (it forwards the signal to gst-launch), then SIGKILL.
-
-    Killing the wrapper outright would orphan gst-launch.
-    """
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.wait(timeout=10)
-
-
 @pytest.mark.parametrize(("key_len", "roc"), CASES)
 def test_srtpdec_decodes_our_stream(tmp_path: Path, key_len: int, roc: int) -> None:
     key, salt = keys(key_len)
@@ -152,7 +138,7 @@ def test_srtpdec_decodes_our_stream(tmp_path: Path, key_len: int, roc: int) -> N
         proc.wait(timeout=20)
     finally:
         tx.close()
-        stop(proc)
+        stop_wrapped(proc)
     samples = ulaw_decode(out.read_bytes())
     assert len(samples) >= 8000, proc.stderr.read() if proc.stderr else b""
     assert abs(dominant_frequency(samples) - 440) <= 10
@@ -202,7 +188,7 @@ def test_we_decode_srtpenc_stream(key_len: int) -> None:
             packets = receive_all(sock)
             proc.wait(timeout=30)
         finally:
-            stop(proc)
+            stop_wrapped(proc)
     try:
         assert packets, proc.stderr.read() if proc.stderr else b""
         audio = b"".join(rtp_payload(rx.unprotect(p))[1] for p in packets)

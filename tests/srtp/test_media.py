@@ -407,20 +407,9 @@ async def test_stream_set_without_gsa() -> None:
 # -- interop: GStreamer's srtpdec decodes the bridge's SRTP ----------------------------------
 
 
-def stop_pipeline(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the ``timeout`` wrapper, which forwards it to gst-launch (SIGKILL would orphan it)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @pytest.mark.interop
 async def test_gstreamer_srtpdec_decodes_bridge_output(tmp_path: Path) -> None:
-    from ..interop.peers import missing_peer
+    from ..interop.peers import missing_peer, stop_wrapped
     from ..interop.test_srtp_gstreamer import _has_srtp_plugin, wait_written
     from .media import free_udp_port_pair, ulaw_decode, wait_bound
 
@@ -464,7 +453,7 @@ async def test_gstreamer_srtpdec_decodes_bridge_output(tmp_path: Path) -> None:
         await asyncio.to_thread(wait_written, rtcp_out, 8, lambda: proc.poll() is None)
     finally:
         t.close()
-        await asyncio.to_thread(stop_pipeline, proc)
+        await asyncio.to_thread(stop_wrapped, proc, 10.0)
         reg.teardown("call", TeardownReason.BYE, NOW + 5)
     err = proc.stderr.read() if proc.stderr else b""
     samples = ulaw_decode(out.read_bytes())
