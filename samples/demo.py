@@ -161,7 +161,7 @@ async def media(
     keys = p.keying.keys(call)
     source.key = keys.key
     if keys.remote_media is not None:
-        transport._remote = keys.remote_media  # the peer's RTP address from its SDP
+        transport.set_remote(keys.remote_media)  # the peer's RTP address from its SDP
     sender = await start_audio(transport, ToneTrack(freq, sample_rate=8000), ssrc=keys.local.ssrc)
     receiver, heard = await receive_audio(
         transport, remote_ssrc=keys.remote_ssrc or None, rtcp_ssrc=keys.local.ssrc

@@ -44,7 +44,7 @@ async def talk(
     keys = keying.keys(call)
     source.key = keys.key  # the transport now finds the call's SRTP streams in the registry
     if keys.remote_media is not None:
-        transport._remote = keys.remote_media  # the peer's RTP address from its SDP
+        transport.set_remote(keys.remote_media)  # the peer's RTP address from its SDP
     track = wav_track(play) if play else ToneTrack(440, sample_rate=8000)
     sender = await start_audio(transport, track, ssrc=keys.local.ssrc)
     receiver, heard = await receive_audio(

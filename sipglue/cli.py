@@ -199,7 +199,7 @@ class _Media:
         self.source.key = key
         if remote is not None:
             # the peer's media address comes from its SDP (no symmetric-RTP latching needed)
-            self.transport._remote = remote
+            self.transport.set_remote(remote)
         track = wav_track(wav) if wav else ToneTrack(freq, sample_rate=8000)
         self.sender = await start_audio(self.transport, track, ssrc=self.ssrc)
         self.receiver, remote_track = await receive_audio(

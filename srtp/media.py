@@ -262,6 +262,11 @@ class SrtpMediaTransport:
     def remote_address(self) -> Address | None:
         return self._remote
 
+    def set_remote(self, remote: Address) -> None:
+        """Send to (and accept packets only from) ``remote`` from now on, e.g. the peer's RTP
+        address learnt from its SDP answer. ``remote`` must be a numeric IP address."""
+        self._remote = (str(remote[0]), int(remote[1]))
+
     @property
     def counters(self) -> TransportCounters:
         return TransportCounters(**self._counts)

@@ -130,7 +130,7 @@ async def media_both_ways(
 ) -> tuple[SrtpMediaTransport, SrtpMediaTransport]:
     ta = await SrtpMediaTransport.open(uac.keying.stream_source(uac_call))
     tb = await SrtpMediaTransport.open(uas.keying.stream_source(uas_call), remote=ta.local_address)
-    ta._remote = tb.local_address  # symmetric pair on loopback
+    ta.set_remote(tb.local_address)  # symmetric pair on loopback
     sa, sb = uac.keying.keys(uac_call).local.ssrc, uas.keying.keys(uas_call).local.ssrc
     for seq in range(1, count + 1):
         assert ta.send_packet(rtp(sa, seq))
@@ -269,7 +269,7 @@ async def test_rekey_by_reinvite_without_media_loss(sides: list[Side], mode: Mod
     remote = await answered(uas)
     ta = await SrtpMediaTransport.open(uac.keying.stream_source(call))
     tb = await SrtpMediaTransport.open(uas.keying.stream_source(remote), remote=ta.local_address)
-    ta._remote = tb.local_address
+    ta.set_remote(tb.local_address)
     sa, sb = uac.keying.keys(call).local.ssrc, uas.keying.keys(remote).local.ssrc
     old_key = bytes(uac.registry.get(call.id or "").outbound[sa].entries[-1].master_key)
     stop = asyncio.Event()
