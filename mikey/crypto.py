@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from .errors import AuthenticationError, CertificateError, MikeyError
-from .prf import ENCR_KEY_LENGTH, SALT_KEY_LENGTH, TransportKeys
+from .prf import ENCR_KEY_LENGTH, SALT_KEY_LENGTH, TransportKeys, hmac_digest
 from .registry import MAC_LENGTH, EncrAlg, HashFunc, MacAlg, SignType
 
 __all__ = [
@@ -177,7 +177,7 @@ def mac(alg: MacAlg, key: bytes | bytearray, data: bytes | bytearray) -> bytes:
         if alg == MacAlg.NULL:
             return b""
         raise MikeyError(f"unsupported MAC algorithm {alg}")
-    return hmac.digest(key, data, digest)
+    return hmac_digest(key, data, digest)
 
 
 def verify_mac(

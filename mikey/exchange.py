@@ -80,7 +80,7 @@ from .keying import DataSaEntry, KeyingResult, Mode, RegistrationSa, Role, SrtpP
 from .pki import Credentials, PskStore, TrustStore
 from .policy import AES_CM_128_HMAC_SHA1_80, AcceptablePolicies, SpStyle, policy_from_sp
 from .policy import sp_from_policy as _sp_from_policy
-from .prf import KeyConst, PrfKey, TransportKeys, derive_transport_keys, label_tail
+from .prf import TransportKeys, derive_tek_salt, derive_transport_keys
 from .registry import (
     MAC_LENGTH,
     CertType,
@@ -361,10 +361,6 @@ def _cached_check(acceptable: AcceptablePolicies, policy: SrtpPolicy) -> bool:
     return True
 
 
-_TEK_CONST = KeyConst.TEK.to_bytes(4, "big")  # RFC 3830 §4.1.3 label constants
-_SALT_CONST = KeyConst.SALT.to_bytes(4, "big")
-
-
 def _derive_data_sa(
     *,
     tgk: bytearray | None,
@@ -378,65 +374,73 @@ def _derive_data_sa(
 ) -> tuple[DataSaEntry, ...]:
     """Per-crypto-session SRTP master key and salt (RFC 3830 §4.1.3; TEK types used as is)."""
     entries: list[DataSaEntry] = []
-    prf_key = PrfKey(tgk, prf, minisip_compat=minisip_compat) if tgk else None
+    per_cs = len(keys) == len(cs_map) and len(keys) > 1
     for i, cs in enumerate(cs_map, 1):
         policy = policies[cs.policy_no]
-        kd = (
-            keys[i - 1]
-            if len(keys) == len(cs_map) and len(keys) > 1
-            else (keys[0] if keys else None)
-        )
-        mki = kd.mki if kd is not None else None
-        valid_from = valid_to = None
-        if kd is not None and kd.kv is not None and not isinstance(kd.kv, KeySpi):
-            valid_from, valid_to = kd.kv.from_index, kd.kv.to_index
-        if kd is not None and kd.key_type in (KeyDataType.TEK, KeyDataType.TEK_SALT):
-            raw = bytearray(kd.key)
-            if kd.salt is not None:
-                master_key, master_salt = raw, bytearray(kd.salt)
-            elif len(raw) == policy.master_key_len + policy.master_salt_len:
-                # GStreamer form: TEK = master key || master salt (MIKEY-SPEC §2.12)
-                master_key, master_salt = raw[: policy.master_key_len], raw[policy.master_key_len :]
-                _wipe(raw)
-            else:
-                _wipe(raw)
-                raise ProtocolError("TEK carries no salt", error_no=ErrorNo.INVALID_SPPAR)
-            if (
-                len(master_key) != policy.master_key_len
-                or len(master_salt) != policy.master_salt_len
-            ):
-                _wipe(master_key, master_salt)
-                raise PolicyError(
-                    "TEK length does not match the policy", error_no=ErrorNo.INVALID_SPPAR
-                )
+        kd = keys[i - 1] if per_cs else (keys[0] if keys else None)
+        mki = valid_from = valid_to = None
+        if kd is not None:
+            mki = kd.mki
+            if kd.kv is not None and not isinstance(kd.kv, KeySpi):
+                valid_from, valid_to = kd.kv.from_index, kd.kv.to_index
+        if kd is not None and kd.key_type in _TEK_TYPES:
+            master_key, master_salt = _tek_as_is(kd, policy)
         else:
-            if prf_key is None:
+            if not tgk:
                 raise ProtocolError(
                     "no key material for crypto session", error_no=ErrorNo.UNSPECIFIED
                 )
-            tail = label_tail(i, csb_id, rand)
-            master_key = prf_key.derive(_TEK_CONST + tail, policy.master_key_len)
-            if kd is not None and kd.salt is not None and len(kd.salt) == policy.master_salt_len:
-                master_salt = bytearray(kd.salt)  # TGK+SALT: the salt is transported
-            else:
-                master_salt = prf_key.derive(_SALT_CONST + tail, policy.master_salt_len)
+            salt_len = policy.salt_key_len
+            # TGK+SALT: the salt is transported, only the TEK is derived
+            transported = kd is not None and kd.salt is not None and len(kd.salt) == salt_len
+            master_key, master_salt = derive_tek_salt(
+                tgk,
+                i,
+                csb_id,
+                rand,
+                policy.encr_key_len,
+                0 if transported else salt_len,
+                prf,
+                minisip_compat=minisip_compat,
+            )
+            if transported:
+                master_salt = bytearray(kd.salt)  # type: ignore[union-attr, arg-type]
         entries.append(
             DataSaEntry(
-                cs_id=i,
-                ssrc=cs.ssrc,
-                roc=cs.roc,
-                policy_no=cs.policy_no,
-                policy=policy,
-                master_key=master_key,
-                master_salt=master_salt,
-                mki=mki,
-                valid_from=valid_from,
-                valid_to=valid_to,
+                i,
+                cs.ssrc,
+                cs.roc,
+                cs.policy_no,
+                policy,
+                master_key,
+                master_salt,
+                mki,
+                valid_from,
+                valid_to,
             )
         )
-    if prf_key is not None:
-        prf_key.wipe()
     return tuple(entries)
+
+
+_TEK_TYPES = frozenset((KeyDataType.TEK, KeyDataType.TEK_SALT))
+
+
+def _tek_as_is(kd: KeyData, policy: SrtpPolicy) -> tuple[bytearray, bytearray]:
+    """Master key and salt carried in TEK / TEK+SALT key data (no derivation)."""
+    raw = bytearray(kd.key)
+    if kd.salt is not None:
+        master_key, master_salt = raw, bytearray(kd.salt)
+    elif len(raw) == policy.master_key_len + policy.master_salt_len:
+        # GStreamer form: TEK = master key || master salt (MIKEY-SPEC §2.12)
+        master_key, master_salt = raw[: policy.master_key_len], raw[policy.master_key_len :]
+        _wipe(raw)
+    else:
+        _wipe(raw)
+        raise ProtocolError("TEK carries no salt", error_no=ErrorNo.INVALID_SPPAR)
+    if len(master_key) != policy.master_key_len or len(master_salt) != policy.master_salt_len:
+        _wipe(master_key, master_salt)
+        raise PolicyError("TEK length does not match the policy", error_no=ErrorNo.INVALID_SPPAR)
+    return master_key, master_salt
 
 
 def _sign_message(

@@ -36,7 +36,9 @@ __all__ = [
     "PrfKey",
     "TransportKeys",
     "derive",
+    "derive_tek_salt",
     "derive_transport_keys",
+    "hmac_digest",
     "label",
     "label_tail",
     "prf",
@@ -82,7 +84,17 @@ _DIGEST: dict[int, tuple[str, int]] = {
     PrfFunc.PRF_HMAC_SHA_256: ("sha256", 32),
 }
 _LABEL_HEAD = struct.Struct(">IBI")
+
+# ``hmac.digest`` is a thin Python wrapper around this C one-shot HMAC; calling it directly saves
+# a Python frame per HMAC (22 of them in a PSK round trip). Same function, same OpenSSL HMAC.
+try:
+    from _hashlib import hmac_digest
+except ImportError:  # pragma: no cover - CPython without OpenSSL
+    hmac_digest = hmac.digest  # type: ignore[assignment]
+_HMAC = hmac_digest
 _LABEL_TAIL = struct.Struct(">BI")
+_TEK_CONST = KeyConst.TEK.to_bytes(4, "big")
+_SALT_CONST = KeyConst.SALT.to_bytes(4, "big")
 _TRANSPORT_CONSTS = tuple(
     c.to_bytes(4, "big")
     for c in (KeyConst.TRANSPORT_ENCR, KeyConst.TRANSPORT_SALT, KeyConst.TRANSPORT_AUTH)
@@ -150,13 +162,13 @@ class PrfKey:
             raise MikeyError(f"PRF output length must be 0..{MAX_OUTPUT_LENGTH} bytes")
         if length == 0:
             return bytearray()
-        label = bytes(label)
+        if type(label) is not bytes:
+            label = bytes(label)
         chunks = self._chunks
         if len(chunks) == 1:
             key, digest = chunks[0], self._digest
             if length <= self._block:  # one P block: A_1 = HMAC(s, label), HMAC(s, A_1 || label)
-                a = hmac.digest(key, label, digest)
-                return bytearray(hmac.digest(key, a + label, digest)[:length])
+                return bytearray(_HMAC(key, _HMAC(key, label, digest) + label, digest)[:length])
             blocks = -(-length // self._block)
             return bytearray(_p(key, label, blocks, digest)[:length])
         blocks = -(-length // self._block)
@@ -171,11 +183,54 @@ class PrfKey:
             chunk[:] = bytes(len(chunk))
 
 
+def derive_tek_salt(  # noqa: PLR0917 (mirrors derive_transport_keys)
+    tgk: bytes | bytearray,
+    cs_id: int,
+    csb_id: int,
+    rand: bytes,
+    key_len: int,
+    salt_len: int,
+    func: PrfFunc = PrfFunc.MIKEY_1,
+    *,
+    minisip_compat: bool = False,
+) -> tuple[bytearray, bytearray]:
+    """The TEK and TEK salt of crypto session ``cs_id`` from the TGK (RFC 3830 §4.1.3).
+
+    A ``salt_len`` of 0 skips the salt (TGK+SALT key data transports it).
+    """
+    tail = label_tail(cs_id, csb_id, rand)
+    params = _DIGEST.get(func) if isinstance(func, int) else None
+    if (
+        params is not None
+        and isinstance(tgk, (bytes, bytearray))
+        and 0 < len(tgk) < _CHUNK
+        and 0 <= key_len <= params[1]
+        and 0 <= salt_len <= params[1]
+    ):  # one chunk, one block each (as in derive_transport_keys)
+        digest = params[0]
+        return (
+            _one_block(tgk, _TEK_CONST + tail, digest, key_len),
+            _one_block(tgk, _SALT_CONST + tail, digest, salt_len),
+        )
+    key = PrfKey(tgk, func, minisip_compat=minisip_compat)
+    try:
+        return key.derive(_TEK_CONST + tail, key_len), key.derive(_SALT_CONST + tail, salt_len)
+    finally:
+        key.wipe()
+
+
+def _one_block(key: bytes | bytearray, label: bytes, digest: str, length: int) -> bytearray:
+    """PRF output of at most one block from a one-chunk inkey: HMAC(s, HMAC(s, label) || label)."""
+    if not length:
+        return bytearray()
+    return bytearray(_HMAC(key, _HMAC(key, label, digest) + label, digest)[:length])
+
+
 def _p(key: bytearray, label: bytes, blocks: int, digest: str) -> bytes:
     """P(s, label, m) of RFC 3830 §4.1.2: HMAC(s, A_i || label) for A_i = HMAC(s, A_{i-1})."""
     parts = []
     a = label
-    mac = hmac.digest
+    mac = _HMAC
     for _ in range(blocks):
         a = mac(key, a, digest)
         parts.append(mac(key, a + label, digest))
@@ -253,9 +308,24 @@ def derive_transport_keys(  # noqa: PLR0917 (agreed signature)
     auth_len = AUTH_KEY_LENGTH.get(mac_alg) if isinstance(mac_alg, int) else None
     if auth_len is None:
         raise MikeyError(f"unsupported MAC algorithm {mac_alg!r}")
-    key = PrfKey(k, func, minisip_compat=minisip_compat)
     tail = label_tail(TRANSPORT_CS_ID, csb_id, rand)
     encr, salt, auth = _TRANSPORT_CONSTS
+    params = _DIGEST.get(func) if isinstance(func, int) else None
+    if (
+        params is not None
+        and isinstance(k, (bytes, bytearray))
+        and 0 < len(k) < _CHUNK
+        and max(encr_len, auth_len) <= params[1]
+    ):
+        # The usual case: one inkey chunk and one P block per key. The inkey is used in place
+        # (PrfKey would copy it only to split it), so there is no private copy to wipe.
+        digest = params[0]
+        return TransportKeys(
+            _one_block(k, encr + tail, digest, encr_len),
+            _one_block(k, salt + tail, digest, SALT_KEY_LENGTH),
+            _one_block(k, auth + tail, digest, auth_len),
+        )
+    key = PrfKey(k, func, minisip_compat=minisip_compat)
     try:
         return TransportKeys(
             key.derive(encr + tail, encr_len),

@@ -249,6 +249,31 @@ def test_transport_key_lengths(
     )
 
 
+@pytest.mark.parametrize("func", list(PrfFunc))
+def test_transport_keys_every_inkey_length(func: PrfFunc) -> None:
+    # Short inkeys take a one-chunk fast path, longer ones the chunked PRF: both match the
+    # naive reference, for every key length the algorithms ask for.
+    h = HASH[func]
+    for n in range(1, 100):
+        inkey = bytearray((5 * i + n) & 0xFF for i in range(n))
+        for encr, mac in (
+            (EncrAlg.AES_CM_256, MacAlg.HMAC_SHA_256_256),
+            (EncrAlg.AES_CM_128, MacAlg(1)),
+        ):
+            keys = derive_transport_keys(inkey, CSB, RAND, func, encr, mac)
+            tail = bytes.fromhex("ff12345678") + RAND
+            assert bytes(keys.encr_key) == naive_prf(
+                h, bytes(inkey), bytes.fromhex("150533e1") + tail, len(keys.encr_key)
+            ), n
+            assert bytes(keys.salt_key) == naive_prf(
+                h, bytes(inkey), bytes.fromhex("29b88916") + tail, 14
+            ), n
+            assert bytes(keys.auth_key) == naive_prf(
+                h, bytes(inkey), bytes.fromhex("2d22ac75") + tail, len(keys.auth_key)
+            ), n
+        assert inkey == bytearray((5 * i + n) & 0xFF for i in range(n))  # caller's key untouched
+
+
 def test_transport_keys_repr_and_wipe() -> None:
     keys = derive_transport_keys(PSK, CSB, RAND)
     assert "cf92" not in repr(keys)
