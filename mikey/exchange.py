@@ -118,6 +118,7 @@ RESP_TYPE = {
     Mode.RSA_R: DataType.RSA_R_RESP,
 }
 MODE_OF_INIT = {v: k for k, v in INIT_TYPE.items()}
+_PRF_FUNCS: dict[int, PrfFunc] = {int(f): f for f in PrfFunc}
 MODE_OF_RESP = {v: k for k, v in RESP_TYPE.items()}
 
 RAND_LENGTH = 16
@@ -355,10 +356,23 @@ def _cached_sp(policy: SrtpPolicy, policy_no: int, style: SpStyle) -> SecurityPo
     return _sp_from_policy(policy, policy_no, style=style)
 
 
-@functools.lru_cache(maxsize=512)
-def _cached_check(acceptable: AcceptablePolicies, policy: SrtpPolicy) -> bool:
+def _cached_check(acceptable: AcceptablePolicies, policy: SrtpPolicy) -> None:
+    """``acceptable.check(policy)``, remembered by identity for the (immutable) pair.
+
+    Both come from long-lived objects (the configuration and the memoised policy conversion),
+    so identity is the cheap key; hashing them field by field cost more than the check.
+    """
+    key = (id(acceptable), id(policy))
+    hit = _CHECKED.get(key)
+    if hit is not None and hit[0] is acceptable and hit[1] is policy:
+        return
     acceptable.check(policy)
-    return True
+    if len(_CHECKED) >= _POLICIES_MAX:
+        _CHECKED.clear()
+    _CHECKED[key] = (acceptable, policy)  # keeps both alive, so the ids stay theirs
+
+
+_CHECKED: dict[tuple[int, int], tuple[AcceptablePolicies, SrtpPolicy]] = {}
 
 
 def _derive_data_sa(
@@ -712,15 +726,20 @@ class Initiator(_Exchange):
     def _psk_transport_keys(self, encr_alg: EncrAlg) -> TransportKeys:
         """encr/salt/auth keys from the PSK for our KEMAC (RFC 3830 §4.1.4); kept for V/ERR."""
         cfg = self.config
-        tk = derive_transport_keys(
-            self._psk(),
-            self._csb_id,
-            self._rand,
-            cfg.prf,
-            encr_alg,
-            cfg.kemac_mac,
-            minisip_compat=cfg.minisip_compat,
-        )
+        psk = self._psk()
+        try:
+            tk = derive_transport_keys(
+                psk,
+                self._csb_id,
+                self._rand,
+                cfg.prf,
+                encr_alg,
+                cfg.kemac_mac,
+                minisip_compat=cfg.minisip_compat,
+            )
+        finally:
+            if isinstance(psk, bytearray):  # the store's copy (PskStore.lookup)
+                _wipe(psk)
         self._transport = tk
         return tk
 
@@ -1005,6 +1024,7 @@ class Initiator(_Exchange):
                 csb_id=self._csb_id,
                 rand=self._rand,
                 ts_value=t.value,
+                prf=_msg_prf(msg),
                 cfg=cfg,
                 first=PayloadType.ID,
                 mac_scope_kemac_only=True,
@@ -1084,6 +1104,13 @@ def _check_leniencies(msg: Message, cfg: ExchangeConfig, *, rekey: bool) -> None
             raise DecodeError(f"peer quirk {q.value} not accepted by policy")
 
 
+def _msg_prf(msg: Message) -> PrfFunc:
+    prf = _PRF_FUNCS.get(msg.header.prf)
+    if prf is None:
+        raise ProtocolError("PRF not supported", error_no=ErrorNo.INVALID_PRF)
+    return prf
+
+
 def _open_kemac(
     kem: Kemac,
     k: bytes | bytearray,
@@ -1091,6 +1118,7 @@ def _open_kemac(
     csb_id: int,
     rand: bytes,
     ts_value: bytes,
+    prf: PrfFunc,
     cfg: ExchangeConfig,
     first: int,
     mac_scope_kemac_only: bool,
@@ -1109,7 +1137,7 @@ def _open_kemac(
         k,
         csb_id,
         rand,
-        PrfFunc(msg.header.prf),
+        prf,
         kem.encr_alg,
         kem.mac_alg,
         minisip_compat=cfg.minisip_compat,
@@ -1238,10 +1266,11 @@ class Responder(_Exchange):
                 if mode == Mode.RSA_R
                 else ErrorNo.INVALID_DT,
             )
-        if msg.header.prf not in cfg.accepted_prfs:
+        prf = _PRF_FUNCS.get(msg.header.prf)
+        if prf is None or prf not in cfg.accepted_prfs:
             raise ProtocolError("PRF not supported", error_no=ErrorNo.INVALID_PRF)
-        prf = PrfFunc(msg.header.prf)
-        if msg.header.cs_map_type != CsIdMapType.SRTP_ID or not msg.header.cs_map:
+        entries = msg.header.srtp_entries
+        if msg.header.cs_map_type != CsIdMapType.SRTP_ID or not entries:
             raise ProtocolError("only SRTP-ID CS maps are supported", error_no=ErrorNo.UNSPECIFIED)
         known = cfg.csbs.get(msg.csb_id)
         rekey = known is not None
@@ -1283,58 +1312,7 @@ class Responder(_Exchange):
         tgk: bytearray | None = None
         cert: x509.Certificate | None = None
         if mode in (Mode.PSK, Mode.DHHMAC):
-            psk = cfg.psk.lookup(initiator_id) if cfg.psk is not None else None
-            if not psk and mode == Mode.PSK and cfg.allow_null_kemac and _null_kemac(msg):
-                # NULL/NULL KEMAC (opt-in, RTSPS peers): no key protects it, so none is needed.
-                psk = bytearray(b"\0")
-            if not psk:
-                raise IdentityError("unknown initiator identity")
-            if mode == Mode.PSK:
-                kem = msg.payloads[-1] if msg.payloads else None
-                if not isinstance(kem, Kemac):
-                    raise ProtocolError(
-                        "PSK I_MESSAGE must end with KEMAC", error_no=ErrorNo.UNSPECIFIED
-                    )
-                keys, _ = _open_kemac(
-                    kem,
-                    psk,
-                    csb_id=msg.csb_id,
-                    rand=rand,
-                    ts_value=t.value,
-                    cfg=cfg,
-                    first=PayloadType.KEY_DATA,
-                    mac_scope_kemac_only=False,
-                    msg=msg,
-                    raw=raw,
-                    keep=ctx,
-                )
-            else:
-                kem = msg.payloads[-1] if msg.payloads else None
-                if (
-                    not isinstance(kem, Kemac)
-                    or kem.mac_alg == MacAlg.NULL
-                    or not isinstance(kem.mac_alg, MacAlg)
-                ):
-                    raise AuthenticationError()
-                tk = derive_transport_keys(
-                    psk,
-                    msg.csb_id,
-                    rand,
-                    prf,
-                    EncrAlg.NULL,
-                    kem.mac_alg,
-                    minisip_compat=cfg.minisip_compat,
-                )
-                ctx.transport = tk
-                ctx.v_alg = kem.mac_alg
-                crypto.verify_mac(
-                    kem.mac_alg,
-                    tk.auth_key,
-                    raw[: len(raw) - len(msg.trailing) - len(kem.mac)],
-                    kem.mac,
-                )
-            if mode == Mode.PSK:
-                ctx.v_alg = MacAlg(kem.mac_alg)
+            keys = self._check_psk_message(msg, raw, initiator_id, rand, prf, t, ctx)
         else:
             cert = self._initiator_cert(msg, now)
             _check_cert_identity(cert, initiator_id)
@@ -1375,95 +1353,18 @@ class Responder(_Exchange):
                 cs_map[i] = SrtpIdEntry(cs.policy_no, fill.pop(0), cs.roc)
 
         answer: bytes | None = None
-        t_r = make_timestamp(now, cfg.ts_type)
-        r_hdr = Header(
-            data_type=RESP_TYPE[mode],
-            csb_id=msg.csb_id,
-            cs_map=tuple(cs_map),
-            v=False,
-            prf=msg.header.prf,
-        )
-        ids: list[Payload] = (
-            [_id_payload(cfg.identity)] if cfg.identity and cfg.send_identities else []
-        )
+        t_r: Timestamp | None = None
         if mode in (Mode.PSK, Mode.PK):
-            if msg.header.v:
+            if msg.header.v:  # only V needs an R_MESSAGE (RFC 3830 §3.1, §3.2)
+                t_r, r_hdr, ids = self._answer_head(msg, cs_map, now)
                 answer = self._v_message(r_hdr, [t_r, *ids], ctx)
-        elif mode in (Mode.DH, Mode.DHHMAC):
-            dhi = msg.find(DhPayload)
-            if dhi is None or len(msg.find_all(DhPayload)) != 1:
-                raise ProtocolError("I_MESSAGE needs one DH payload", error_no=ErrorNo.INVALID_DH)
-            if dhi.group not in cfg.accepted_dh_groups:
-                raise ProtocolError("DH group not supported", error_no=ErrorNo.INVALID_DH)
-            y = dh.validate_peer_value(dhi.group, dhi.value)
-            x = dh.generate_private(dhi.group, self.rng)
-            dhr = DhPayload(dhi.group, dh.public_value(dhi.group, x))
-            tgk = dh.shared_secret(dhi.group, x, y)
-            del x
-            if mode == Mode.DH:
-                creds = self._own_creds()
-                certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
-                answer = _encode_signed(
-                    r_hdr,
-                    [t_r, *ids, *certs, dhr, dhi],
-                    creds,
-                    sign_type=cfg.sign_type,
-                    hash_alg=cfg.sign_hash,
-                )
-            else:
-                assert ctx.transport is not None
-                maclen = len(msg.find(Kemac).mac)  # type: ignore[union-attr]
-                mac_alg = MacAlg(msg.find(Kemac).mac_alg)  # type: ignore[union-attr]
-                unsigned = Message(
-                    r_hdr, (t_r, *ids, dhr, dhi, Kemac(EncrAlg.NULL, b"", mac_alg, bytes(maclen)))
-                ).encode()
-                body = unsigned[: len(unsigned) - maclen]
-                answer = body + crypto.mac(mac_alg, ctx.transport.auth_key, body)
-        else:  # RSA-R (RFC 4738): the responder supplies the TGK under the initiator's key
-            assert cert is not None
-            creds = self._own_creds()
-            tgk = bytearray(self.rng(cfg.tgk_length))
-            env_key = bytearray(self.rng(ENV_KEY_LENGTH))
-            try:
-                tk = derive_transport_keys(
-                    env_key,
-                    msg.csb_id,
-                    rand,
-                    prf,
-                    cfg.kemac_encr,
-                    cfg.kemac_mac,
-                )
-                ctx.transport = tk
-                ctx.v_alg = cfg.kemac_mac
-                kv = KeySpi(self.rng(cfg.mki_length)) if cfg.mki_length else None
-                keys = (KeyData(KeyDataType.TGK, bytes(tgk), None, kv),)
-                subs: list[KemacSubPayload] = []
-                if cfg.identity:
-                    subs.append(_id_payload(cfg.identity))
-                subs.extend(keys)
-                plain = encode_sub_payloads(subs)
-                enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, msg.csb_id, t_r.value, plain)
-                maclen = MAC_LENGTH[cfg.kemac_mac]
-                kem0 = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(maclen))
-                kemac = replace(
-                    kem0,
-                    mac=crypto.mac(
-                        cfg.kemac_mac, tk.auth_key, kem0.encode(0)[:-maclen] if maclen else b""
-                    ),
-                )
-                pke = Pke(PkeCache.NO_CACHE, crypto.rsa_encrypt_envelope(_rsa_pub(cert), env_key))
-            finally:
-                _wipe(env_key)
-            certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
-            extra = (cfg.identity or "").encode() + t_r.value
-            answer = _encode_signed(
-                r_hdr,
-                [t_r, *ids, *certs, kemac, pke],
-                creds,
-                sign_type=cfg.sign_type,
-                hash_alg=cfg.sign_hash,
-                extra=extra,
-            )
+        else:
+            t_r, r_hdr, ids = self._answer_head(msg, cs_map, now)
+            if mode in (Mode.DH, Mode.DHHMAC):
+                answer, tgk = self._answer_dh(msg, ctx, r_hdr, t_r, ids)
+            else:  # RSA-R (RFC 4738): the responder supplies the TGK under the initiator's key
+                assert cert is not None
+                answer, tgk, keys = self._answer_rsa_r(msg, ctx, cert, rand, prf, r_hdr, t_r, ids)
 
         try:
             data_sa = _derive_data_sa(
@@ -1486,11 +1387,202 @@ class Responder(_Exchange):
             prf=prf,
             rand=rand,
             t_initiator=t.value,
-            t_responder=t_r.value if answer is not None else None,
+            t_responder=t_r.value if answer is not None and t_r is not None else None,
             initiator_id=initiator_id,
             responder_id=cfg.identity,
         )
         return KeyingResult(reg, data_sa, rekey=rekey), answer
+
+    def _check_psk_message(  # noqa: PLR0917 (one call site)
+        self,
+        msg: Message,
+        raw: bytes,
+        initiator_id: str | None,
+        rand: bytes,
+        prf: PrfFunc,
+        t: Timestamp,
+        ctx: _RespCtx,
+    ) -> tuple[KeyData, ...]:
+        """Authenticate a PSK or DHHMAC I_MESSAGE with the initiator's PSK; the PSK keys."""
+        cfg = self.config
+        mode = cfg.mode
+        kem = msg.payloads[-1] if msg.payloads else None
+        psk = cfg.psk.lookup(initiator_id) if cfg.psk is not None else None
+        try:
+            if not psk and mode == Mode.PSK and cfg.allow_null_kemac and _null_kemac(msg):
+                # NULL/NULL KEMAC (opt-in, RTSPS peers): no key protects it, so none is needed.
+                psk = bytearray(b"\0")
+            if not psk:
+                raise IdentityError("unknown initiator identity")
+            if mode == Mode.PSK:
+                if not isinstance(kem, Kemac):
+                    raise ProtocolError(
+                        "PSK I_MESSAGE must end with KEMAC", error_no=ErrorNo.UNSPECIFIED
+                    )
+                keys, _ = _open_kemac(
+                    kem,
+                    psk,
+                    csb_id=msg.csb_id,
+                    rand=rand,
+                    ts_value=t.value,
+                    prf=prf,
+                    cfg=cfg,
+                    first=PayloadType.KEY_DATA,
+                    mac_scope_kemac_only=False,
+                    msg=msg,
+                    raw=raw,
+                    keep=ctx,
+                )
+                ctx.v_alg = MacAlg(kem.mac_alg)
+                return keys
+            if (
+                not isinstance(kem, Kemac)
+                or kem.mac_alg == MacAlg.NULL
+                or not isinstance(kem.mac_alg, MacAlg)
+            ):
+                raise AuthenticationError()
+            tk = derive_transport_keys(
+                psk,
+                msg.csb_id,
+                rand,
+                prf,
+                EncrAlg.NULL,
+                kem.mac_alg,
+                minisip_compat=cfg.minisip_compat,
+            )
+            ctx.transport = tk
+            ctx.v_alg = kem.mac_alg
+            crypto.verify_mac(
+                kem.mac_alg,
+                tk.auth_key,
+                raw[: len(raw) - len(msg.trailing) - len(kem.mac)],
+                kem.mac,
+            )
+            return ()
+        finally:
+            if isinstance(psk, bytearray):  # the store hands out a copy for us to wipe
+                _wipe(psk)
+
+    def _answer_dh(
+        self, msg: Message, ctx: _RespCtx, r_hdr: Header, t_r: Timestamp, ids: list[Payload]
+    ) -> tuple[bytes, bytearray]:
+        """DH-signed / DHHMAC: our DH value, the shared TGK and the signed or MACed answer."""
+        cfg = self.config
+        mode = cfg.mode
+        dhi = msg.find(DhPayload)
+        if dhi is None or len(msg.find_all(DhPayload)) != 1:
+            raise ProtocolError("I_MESSAGE needs one DH payload", error_no=ErrorNo.INVALID_DH)
+        if dhi.group not in cfg.accepted_dh_groups:
+            raise ProtocolError("DH group not supported", error_no=ErrorNo.INVALID_DH)
+        y = dh.validate_peer_value(dhi.group, dhi.value)
+        x = dh.generate_private(dhi.group, self.rng)
+        dhr = DhPayload(dhi.group, dh.public_value(dhi.group, x))
+        tgk = dh.shared_secret(dhi.group, x, y)
+        del x
+        try:
+            if mode == Mode.DH:
+                creds = self._own_creds()
+                certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
+                answer = _encode_signed(
+                    r_hdr,
+                    [t_r, *ids, *certs, dhr, dhi],
+                    creds,
+                    sign_type=cfg.sign_type,
+                    hash_alg=cfg.sign_hash,
+                )
+            else:
+                assert ctx.transport is not None
+                maclen = len(msg.find(Kemac).mac)  # type: ignore[union-attr]
+                mac_alg = MacAlg(msg.find(Kemac).mac_alg)  # type: ignore[union-attr]
+                unsigned = Message(
+                    r_hdr,
+                    (t_r, *ids, dhr, dhi, Kemac(EncrAlg.NULL, b"", mac_alg, bytes(maclen))),
+                ).encode()
+                body = unsigned[: len(unsigned) - maclen]
+                answer = body + crypto.mac(mac_alg, ctx.transport.auth_key, body)
+        except BaseException:
+            _wipe(tgk)
+            raise
+        return answer, tgk
+
+    def _answer_rsa_r(  # noqa: PLR0917 (one call site)
+        self,
+        msg: Message,
+        ctx: _RespCtx,
+        cert: x509.Certificate,
+        rand: bytes,
+        prf: PrfFunc,
+        r_hdr: Header,
+        t_r: Timestamp,
+        ids: list[Payload],
+    ) -> tuple[bytes, bytearray, tuple[KeyData, ...]]:
+        """RSA-R (RFC 4738): a fresh TGK in a KEMAC under an envelope key for the initiator."""
+        cfg = self.config
+        creds = self._own_creds()
+        tgk = bytearray(self.rng(cfg.tgk_length))
+        env_key = bytearray(self.rng(ENV_KEY_LENGTH))
+        try:
+            tk = derive_transport_keys(
+                env_key,
+                msg.csb_id,
+                rand,
+                prf,
+                cfg.kemac_encr,
+                cfg.kemac_mac,
+            )
+            ctx.transport = tk
+            ctx.v_alg = cfg.kemac_mac
+            kv = KeySpi(self.rng(cfg.mki_length)) if cfg.mki_length else None
+            keys = (KeyData(KeyDataType.TGK, bytes(tgk), None, kv),)
+            subs: list[KemacSubPayload] = []
+            if cfg.identity:
+                subs.append(_id_payload(cfg.identity))
+            subs.extend(keys)
+            plain = encode_sub_payloads(subs)
+            enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, msg.csb_id, t_r.value, plain)
+            maclen = MAC_LENGTH[cfg.kemac_mac]
+            kem0 = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(maclen))
+            kemac = replace(
+                kem0,
+                mac=crypto.mac(
+                    cfg.kemac_mac, tk.auth_key, kem0.encode(0)[:-maclen] if maclen else b""
+                ),
+            )
+            pke = Pke(PkeCache.NO_CACHE, crypto.rsa_encrypt_envelope(_rsa_pub(cert), env_key))
+            certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
+            extra = (cfg.identity or "").encode() + t_r.value
+            answer = _encode_signed(
+                r_hdr,
+                [t_r, *ids, *certs, kemac, pke],
+                creds,
+                sign_type=cfg.sign_type,
+                hash_alg=cfg.sign_hash,
+                extra=extra,
+            )
+        except BaseException:
+            _wipe(tgk)
+            raise
+        finally:
+            _wipe(env_key)
+        return answer, tgk, keys
+
+    def _answer_head(
+        self, msg: Message, cs_map: list[SrtpIdEntry], now: float
+    ) -> tuple[Timestamp, Header, list[Payload]]:
+        """T, header and our ID payload for the R_MESSAGE."""
+        cfg = self.config
+        t_r = make_timestamp(now, cfg.ts_type)
+        r_hdr = Header(
+            data_type=RESP_TYPE[cfg.mode],
+            csb_id=msg.csb_id,
+            cs_map=tuple(cs_map),
+            v=False,
+            prf=msg.header.prf,
+        )
+        ids: list[Payload] = (
+            [_id_payload(cfg.identity)] if cfg.identity and cfg.send_identities else []
+        )
+        return t_r, r_hdr, ids
 
     def _own_creds(self) -> Credentials:
         if self.config.credentials is None:
@@ -1531,6 +1623,7 @@ class Responder(_Exchange):
                 csb_id=msg.csb_id,
                 rand=rand,
                 ts_value=t.value,
+                prf=_msg_prf(msg),
                 cfg=cfg,
                 first=PayloadType.ID,
                 mac_scope_kemac_only=True,

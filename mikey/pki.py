@@ -49,7 +49,11 @@ class PskStore(Protocol):
     """Source of pre-shared keys (RFC 3830 §3.1)."""
 
     def lookup(self, identity: str | None) -> bytes | bytearray | None:
-        """The PSK for ``identity`` (None when the peer sent no ID), or None if unknown."""
+        """The PSK for ``identity`` (None when the peer sent no ID), or None if unknown.
+
+        The exchange overwrites a returned ``bytearray`` once it has derived its keys, so a store
+        must hand out a copy, never its own buffer (``bytes`` are left alone).
+        """
         ...
 
 

@@ -158,7 +158,8 @@ class ReplayGuard:
                 for b in [b for b in self._buckets if b < target]:
                     self._drop(b)
             self._horizon = target
-        return self._skew_for_fill()
+            return self._skew_for_fill()  # the fill went down
+        return skew
 
     def _drop(self, bucket: int) -> None:
         for key in self._buckets.pop(bucket, ()):
