@@ -351,9 +351,21 @@ _POLICIES: dict[tuple[int, int, bool], tuple[tuple[SpParam, ...], SrtpPolicy]] =
 _POLICIES_MAX = 1024
 
 
-@functools.lru_cache(maxsize=512)
 def _cached_sp(policy: SrtpPolicy, policy_no: int, style: SpStyle) -> SecurityPolicy:
-    return _sp_from_policy(policy, policy_no, style=style)
+    """The SP payload offering ``policy``; memoised by the policy's identity (configurations
+    are long-lived), which is cheaper than hashing its 14 fields."""
+    key = (id(policy), policy_no, style)
+    hit = _SPS.get(key)
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    sp = _sp_from_policy(policy, policy_no, style=style)
+    if len(_SPS) >= _POLICIES_MAX:
+        _SPS.clear()
+    _SPS[key] = (policy, sp)  # keeps the policy alive, so its id stays its own
+    return sp
+
+
+_SPS: dict[tuple[int, int, SpStyle], tuple[SrtpPolicy, SecurityPolicy]] = {}
 
 
 def _cached_check(acceptable: AcceptablePolicies, policy: SrtpPolicy) -> None:

@@ -31,6 +31,7 @@ authenticated, so forged messages cannot fill the cache.
 from __future__ import annotations
 
 import math
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -56,6 +57,8 @@ _BUCKETS_PER_SKEW = 256
 _MIN_SKEW_FRACTION = 1 / 16
 _SHRINK_FROM = 0.5  # fill ratio from which the effective skew shrinks
 _NTP_TYPES = (TsType.NTP_UTC, TsType.NTP, TsType.NTP_UTC_32)
+_TS_TYPES: dict[int, TsType] = {int(t): t for t in TsType}
+_NTP = struct.Struct(">II")
 
 
 def ntp_from_unix(t: float) -> bytes:
@@ -70,7 +73,7 @@ def ntp_from_unix(t: float) -> bytes:
     frac = round((t - secs) * _ERA)
     if frac == _ERA:
         secs, frac = secs + 1, 0
-    return ((secs + NTP_UNIX_OFFSET) % _ERA).to_bytes(4, "big") + frac.to_bytes(4, "big")
+    return _NTP.pack((secs + NTP_UNIX_OFFSET) % _ERA, frac)
 
 
 def unix_from_ntp(value: bytes) -> float:
@@ -99,7 +102,10 @@ def make_timestamp(
     ntp = ntp_from_unix(now)
     if ts_type == TsType.NTP_UTC_32:
         return Timestamp(TsType.NTP_UTC_32, ntp[:4])  # RFC 6043 §6.4: 32-bit seconds
-    return Timestamp(TsType(ts_type), ntp)
+    kind = _TS_TYPES.get(ts_type)
+    if kind is None:
+        raise EncodeError(f"unknown timestamp type {ts_type}")
+    return Timestamp(kind, ntp)
 
 
 @dataclass(frozen=True, slots=True)
