@@ -338,18 +338,23 @@ class MikeyCallKeying:
 
     def offer(self, media: LocalMedia, *, session_id: int | None = None) -> SessionDescription:
         """An audio offer keyed by a new I_MESSAGE: our SSRC, and 0 for the answerer's stream."""
+        return self._offer(media, session_id)[0]
+
+    def _offer(self, media: LocalMedia, session_id: int | None) -> tuple[SessionDescription, str]:
+        """The offer and its key-mgmt data (the key of its pending initiator)."""
         streams = (StreamSpec(media.ssrc), StreamSpec(0))
         initiator = Initiator(self.config, self.rng)
-        data = initiator.start(self.clock(), streams)
+        data = _b64(initiator.start(self.clock(), streams))
         sid = session_id if session_id is not None else int.from_bytes(self.rng(4), "big")
-        self._remember(_b64(data), _Pending(initiator, media, None))
-        return build_audio_offer(
+        self._remember(data, _Pending(initiator, media, None))
+        offer = build_audio_offer(
             media.address,
             media.port,
             session_id=sid,
-            key_mgmt=[KeyMgmtAttr(KMPID, _b64(data))],
+            key_mgmt=[KeyMgmtAttr(KMPID, data)],
             key_mgmt_at_media=self.key_mgmt_at_media,
         )
+        return offer, data
 
     async def invite(
         self,
@@ -361,12 +366,12 @@ class MikeyCallKeying:
     ) -> Call:
         """Place a MIKEY-keyed call; returns it confirmed and keyed, or raises ``CallError``."""
         local = media or LocalMedia(self.address, 9, self.new_ssrc())
-        offer = self.offer(local)
+        offer, data = self._offer(local, None)
         try:
             return await ua.invite(target, offer, proxy=proxy)
         finally:
             # a call that failed before its answer leaves no initiator behind
-            self._forget_offer(offer)
+            self._forget_pending(data)
 
     async def rekey(self, call: Call) -> CallKeys:
         """Re-key a confirmed call with a re-INVITE in the same CSB (RFC 3830 §4.5)."""
@@ -375,7 +380,9 @@ class MikeyCallKeying:
         roc = gsa.outbound[keys.local.ssrc].roc if keys.local.ssrc in gsa.outbound else 0
         streams = (StreamSpec(keys.local.ssrc, roc), StreamSpec(keys.remote_ssrc))
         initiator = Initiator(self.config, self.rng)
-        data = initiator.start(self.clock(), streams, rekey_of=gsa.rekey_sa or gsa.registration)
+        data = _b64(
+            initiator.start(self.clock(), streams, rekey_of=gsa.rekey_sa or gsa.registration)
+        )
         assert call.local_sdp is not None
         previous = call.local_sdp
         origin = next((ln.value.split() for ln in previous.session if ln.type == "o"), [])
@@ -386,14 +393,14 @@ class MikeyCallKeying:
             keys.local.port,
             session_id=sid,
             session_version=version,
-            key_mgmt=[KeyMgmtAttr(KMPID, _b64(data))],
+            key_mgmt=[KeyMgmtAttr(KMPID, data)],
             key_mgmt_at_media=self.key_mgmt_at_media,
         )
-        self._remember(_b64(data), _Pending(initiator, keys.local, keys.key))
+        self._remember(data, _Pending(initiator, keys.local, keys.key))
         try:
             await call.reinvite(offer)
         finally:
-            self._forget_offer(offer)
+            self._forget_pending(data)
         return keys
 
     def _remember(self, data: str, pending: _Pending) -> None:
@@ -402,14 +409,17 @@ class MikeyCallKeying:
             _, old = self._pending.popitem(last=False)
             old.initiator.abort()
 
+    def _forget_pending(self, data: str) -> None:
+        pending = self._pending.pop(data, None)
+        if pending is not None:
+            pending.initiator.abort()
+
     def _forget_offer(self, offer: SessionDescription | None) -> None:
-        if offer is None:
+        if offer is None or not self._pending:
             return
-        for index in range(max(1, len(offer.media))):
-            for attr in _mikey_attrs(offer, index) if offer.media else []:
-                pending = self._pending.pop(attr.data, None)
-                if pending is not None:
-                    pending.initiator.abort()
+        for index in range(len(offer.media)):
+            for attr in _mikey_attrs(offer, index):
+                self._forget_pending(attr.data)
 
     async def on_answer(self, call: Call, answer: SessionDescription) -> None:
         """UAC: verify the answer's MIKEY response and key the call, or raise KeyingError."""
@@ -440,7 +450,8 @@ class MikeyCallKeying:
     ) -> None:
         if index is None or answer.media[index].proto not in SECURE_PROTOS:
             raise KeyingError("the answer accepted no secure audio stream")
-        if call.id is None:
+        key = call.id
+        if key is None:
             raise KeyingError("the answer created no dialog")
         got = _mikey_attrs(answer, index)
         now = self.clock()
@@ -463,9 +474,9 @@ class MikeyCallKeying:
             self._schedule_expire()
             self._events.append(CallRekeyed(keys.key, result.registration.csb_id))
             return
-        self.registry.establish(call.id, result, now, outbound_ssrcs={local.ssrc})
-        self.calls[call.id] = CallKeys(
-            key=call.id,
+        self.registry.establish(key, result, now, outbound_ssrcs={local.ssrc})
+        self.calls[key] = CallKeys(
+            key=key,
             role=Role.INITIATOR,
             mode=result.registration.mode,
             local=local,
@@ -474,7 +485,7 @@ class MikeyCallKeying:
             registration=result.registration,
         )
         self._events.append(
-            CallKeyed(call.id, result.registration.csb_id, result.registration.mode, Role.INITIATOR)
+            CallKeyed(key, result.registration.csb_id, result.registration.mode, Role.INITIATOR)
         )
 
     # -- UAS ---------------------------------------------------------------------------------
@@ -498,7 +509,8 @@ class MikeyCallKeying:
         except KeyingError:
             raise self._refuse(call, 488, "MIKEY: malformed key-mgmt data") from None
         local = existing.local if existing is not None else await self._local_media(call, offer)
-        if call.ended or call.id is None:
+        key = call.id
+        if call.ended or key is None:
             # cancelled while we waited: the UA discards this answer; nothing gets keyed
             return self._answer(offer, local, None)
         responder = Responder(self.config, self.rng)
@@ -530,13 +542,13 @@ class MikeyCallKeying:
             if existing is not None:
                 self._rekey_uas(call, existing, result, now)
             else:
-                self.registry.establish(call.id, result, now, outbound_ssrcs={local.ssrc})
+                self.registry.establish(key, result, now, outbound_ssrcs={local.ssrc})
         except SrtpError as exc:
             raise self._refuse(call, 488, f"MIKEY: SRTP {type(exc).__name__}") from None
         if existing is None:
             remote = [e.ssrc for e in result.data_sa if e.ssrc != local.ssrc]
-            self.calls[call.id] = CallKeys(
-                key=call.id,
+            self.calls[key] = CallKeys(
+                key=key,
                 role=Role.RESPONDER,
                 mode=result.registration.mode,
                 local=local,
@@ -545,9 +557,7 @@ class MikeyCallKeying:
                 registration=result.registration,
             )
             self._events.append(
-                CallKeyed(
-                    call.id, result.registration.csb_id, result.registration.mode, Role.RESPONDER
-                )
+                CallKeyed(key, result.registration.csb_id, result.registration.mode, Role.RESPONDER)
             )
         return answer
 
