@@ -6,8 +6,7 @@
 * ``late packets``: N concurrent 50 packet/s SRTP streams from one server (UDP to a sink socket
   nobody reads); a packet is late when it leaves more than one ptime (20 ms) after its slot.
   Baseline: the same streams through a pass-through (no SRTP) keying hook. Goal < 1% at 1000.
-* ``bytes per idle GSA``: tracemalloc growth per established GSA (Python heap only; libsrtp's C
-  allocations are not traced). Goal <= 8 KiB.
+(Memory per idle GSA and its growth with the number of GSAs: ``bench_gsa``.)
 
 ``run(quick)`` returns rows ``{metric, ours, baseline, ratio, goal, passed}``; quick < 20 s.
 """
@@ -16,15 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import resource
 import socket
 import time
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from mikey.exchange import ExchangeConfig, Initiator, StreamSpec
+from mikey.exchange import ExchangeConfig
 from mikey.pki import StaticPskStore
 from rtspglue.client import RtspClient
 from rtspglue.keying import MikeyClientKeying, MikeyServerKeying
@@ -224,27 +221,6 @@ async def _late_fraction(keyed: bool, streams: int, seconds: float) -> float:
 # --- memory ----------------------------------------------------------------------------------
 
 
-def _bytes_per_gsa(count: int) -> float:
-    cfg = _config()
-    results = []
-    for i in range(count):
-        initiator = Initiator(cfg)
-        initiator.start(time.time(), [StreamSpec(0x1000 + i, 0, 0)])
-        results.append(initiator.finish(None, time.time()))
-    registry = GsaRegistry()
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for i, result in enumerate(results):
-        registry.establish(f"s{i}", result, 0.0, outbound_ssrcs={0x1000 + i})
-    results.clear()  # the registry now owns the only reference to each result
-    gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    registry.teardown_all()
-    return (after - before) / count
-
-
 # --- rows ------------------------------------------------------------------------------------
 
 
@@ -288,8 +264,6 @@ def run(quick: bool) -> list[Row]:
             late < 0.01,
         )
     )
-    per_gsa = _bytes_per_gsa(200 if quick else 1000)
-    rows.append(_row("bytes per idle GSA (tracemalloc)", per_gsa, None, "<= 8192", per_gsa <= 8192))
     return rows
 
 
