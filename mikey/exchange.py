@@ -1353,12 +1353,12 @@ class Responder(_Exchange):
         sps = {sp.policy_no: sp for sp in msg.find_all(SecurityPolicy)}
         lenient_tag = Leniency.SRTP_TAG_IN_AUTH_KEY_LEN in msg.leniencies
         policies: dict[int, SrtpPolicy] = {}
-        for cs in msg.header.srtp_entries:
+        for cs in entries:
             if cs.policy_no not in policies:
                 pol = self._policy_for(sps, cs.policy_no, lenient_tag)
                 _cached_check(cfg.acceptable, pol)
                 policies[cs.policy_no] = pol
-        cs_map = list(msg.header.srtp_entries)
+        cs_map = list(entries)
         fill = list(local_ssrcs)
         for i, cs in enumerate(cs_map):
             if cs.ssrc == 0 and fill:
@@ -1378,9 +1378,11 @@ class Responder(_Exchange):
                 assert cert is not None
                 answer, tgk, keys = self._answer_rsa_r(msg, ctx, cert, rand, prf, r_hdr, t_r, ids)
 
+        if tgk is None:
+            tgk = _tgk_from(keys)  # a copy of the transported TGK: wiped below
         try:
             data_sa = _derive_data_sa(
-                tgk=tgk if tgk is not None else _tgk_from(keys),
+                tgk=tgk,
                 keys=keys,
                 csb_id=msg.csb_id,
                 rand=rand,
