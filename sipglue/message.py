@@ -164,6 +164,8 @@ _TOKEN_RE = re.compile(_NAME_PATTERN)
 _STATUS_RE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)", re.IGNORECASE)
 _REQUEST_RE = re.compile(rf"({_NAME_PATTERN}) (\S+) SIP/2\.0", re.IGNORECASE)
 _CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SPACE_RE = re.compile(r"\s")  # str.isspace() characters
+_ANGLE_RE = re.compile(r"[<>]")
 
 
 def canonical_name(name: str) -> str:
@@ -176,6 +178,20 @@ def canonical_name(name: str) -> str:
 
 def split_header_values(value: str) -> list[str]:
     """Split a comma-joined header value, ignoring commas in quotes and angle brackets."""
+    if "," not in value and '"' not in value:
+        # one element (the common case): only the bracket balance is left to check
+        depth = 0
+        for bracket in _ANGLE_RE.findall(value):
+            if bracket == "<":
+                depth += 1
+            elif depth:
+                depth -= 1
+        if depth:
+            raise SipParseError("unbalanced quotes or angle brackets in header value")
+        element = value.strip()
+        if not element:
+            raise SipParseError("empty element in comma-separated header")
+        return [element]
     out: list[str] = []
     current: list[str] = []
     quoted = escaped = False
@@ -223,6 +239,8 @@ def _parse_params(text: str) -> tuple[tuple[str, str | None], ...]:
 
 
 def _split_unquoted(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        return text.split(sep)
     parts: list[str] = []
     current: list[str] = []
     quoted = False
@@ -294,7 +312,7 @@ class SipUri:
         scheme, sep, rest = text.partition(":")
         if not sep or scheme.lower() not in ("sip", "sips"):
             raise SipParseError("not a sip: or sips: URI")
-        if any(c.isspace() for c in rest) or not rest:
+        if not rest or _SPACE_RE.search(rest):
             raise SipParseError("invalid characters in SIP URI")
         rest, qsep, headers = rest.partition("?")
         user = password = None
@@ -576,8 +594,12 @@ class Response(_HeadersMixin):
 Message = Request | Response
 
 
-def _parse_head(head: bytes) -> tuple[Message, int | None]:
-    """Parse start line + headers (no body). Returns the message and Content-Length."""
+def _parse_head(head: bytes, body: bytes | None = None) -> tuple[Message, int | None]:
+    """Parse start line + headers. Returns the message and Content-Length.
+
+    With ``body``, the message carries it, cut to Content-Length (which must not exceed it,
+    §18.3); without, its body is empty. Either way the message is built (and checked) once.
+    """
     if len(head) > MAX_HEADER_BYTES:
         raise SipParseError("header section too large")
     try:
@@ -619,17 +641,23 @@ def _parse_head(head: bytes) -> tuple[Message, int | None]:
         if not value.isdigit() or len(value) > 9:
             raise SipParseError("malformed Content-Length")
         content_length = int(value)
+    if body is None:
+        body = b""
+    elif content_length is not None:
+        if content_length > len(body):
+            raise SipParseError("body shorter than Content-Length (RFC 3261 §18.3)")
+        body = body[:content_length]
     status = _STATUS_RE.fullmatch(start)
     message: Message
     if status:
-        message = Response(int(status.group(1)), status.group(2), tuple(headers))
+        message = Response(int(status.group(1)), status.group(2), tuple(headers), body)
     else:
         request = _REQUEST_RE.fullmatch(start)
         if not request:
             if start.upper().startswith("SIP/") or start.upper().endswith(("SIP/1.0", "SIP/3.0")):
                 raise SipParseError("unsupported SIP version (RFC 3261 §7.1)")
             raise SipParseError("malformed start line")
-        message = Request(request.group(1).upper(), request.group(2), tuple(headers))
+        message = Request(request.group(1).upper(), request.group(2), tuple(headers), body)
     return message, content_length
 
 
@@ -653,13 +681,7 @@ def parse_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Message:
     if parts is None:
         raise SipParseError("no end of header section")
     head, offset = parts
-    body = data[offset:]
-    message, length = _parse_head(head)
-    if length is not None:
-        if length > len(body):
-            raise SipParseError("body shorter than Content-Length (RFC 3261 §18.3)")
-        body = body[:length]
-    return replace(message, body=body)
+    return _parse_head(head, data[offset:])[0]
 
 
 class StreamParser:
