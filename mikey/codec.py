@@ -237,7 +237,7 @@ def _u8(v: int, what: str) -> int:
     return v
 
 
-def _len16(data: bytes, what: str, limit: int = 0xFFFF) -> int:
+def _len16(data: bytes | bytearray, what: str, limit: int = 0xFFFF) -> int:
     if len(data) > limit:
         raise EncodeError(f"{what} of {len(data)} bytes exceeds {limit}")
     return len(data)
@@ -505,12 +505,12 @@ def _kv_type(kv: KeyValidity | None) -> int:
 def _parse_kv(r: Reader, kv_type: int, offset: int) -> KeyValidity | None:
     if kv_type == KvType.NULL:
         return None
-    if kv_type == KvType.SPI:
+    if kv_type == KvType.SPI:  # bytes() in case r reads a (wipeable) bytearray plaintext
         n = r.u8("SPI length")
-        return KeySpi(r.take(n, "SPI"))
+        return KeySpi(bytes(r.take(n, "SPI")))
     if kv_type == KvType.INTERVAL:
-        vf = r.take(r.u8("VF length"), "valid from")
-        vt = r.take(r.u8("VT length"), "valid to")
+        vf = bytes(r.take(r.u8("VF length"), "valid from"))
+        vt = bytes(r.take(r.u8("VT length"), "valid to"))
         return KeyInterval(vf, vt)
     raise DecodeError(f"unsupported key validity type {kv_type}", offset)
 
@@ -524,8 +524,8 @@ class KeyData(Payload):
 
     TYPE: ClassVar[int] = PayloadType.KEY_DATA
     key_type: KeyDataType | int
-    key: bytes = field(repr=False)
-    salt: bytes | None = field(default=None, repr=False)
+    key: bytes | bytearray = field(repr=False)
+    salt: bytes | bytearray | None = field(default=None, repr=False)
     kv: KeyValidity | None = None
 
     def __post_init__(self) -> None:
@@ -534,16 +534,32 @@ class KeyData(Payload):
             raise EncodeError("salt must be given exactly for the +SALT key data types")
 
     def encode(self, next_type: int) -> bytes:
+        out = bytearray()
+        try:
+            self.encode_into(out, next_type)
+            return bytes(out)
+        finally:
+            out[:] = bytes(len(out))
+
+    def encode_into(self, out: bytearray, next_type: int) -> None:
+        """Append the encoding to ``out`` without an intermediate copy of the key bytes."""
         kt = int(self.key_type)
         if not 0 <= kt <= 0xF:
             raise EncodeError("key data type does not fit in 4 bits")
-        out = bytearray([next_type, (kt << 4) | _kv_type(self.kv)])
-        out += _len16(self.key, "key").to_bytes(2, "big") + self.key
+        out += bytes([next_type, (kt << 4) | _kv_type(self.kv)])
+        out += _len16(self.key, "key").to_bytes(2, "big")
+        out += self.key
         if self.salt is not None:
-            out += _len16(self.salt, "salt").to_bytes(2, "big") + self.salt
+            out += _len16(self.salt, "salt").to_bytes(2, "big")
+            out += self.salt
         if self.kv is not None:
             out += self.kv.encode()
-        return bytes(out)
+
+    def wipe(self) -> None:
+        """Overwrite ``key`` and ``salt`` where they are mutable (parsed or built buffers)."""
+        for buf in (self.key, self.salt):
+            if isinstance(buf, bytearray):
+                buf[:] = bytes(len(buf))
 
     @property
     def mki(self) -> bytes | None:
@@ -635,7 +651,7 @@ class Kemac(Payload):
         """A NULL-encrypted KEMAC carrying ``keys`` in clear."""
         keys = tuple(keys)
         mac = bytes(MAC_LENGTH[mac_alg]) if mac is None else mac
-        return cls(EncrAlg.NULL, encode_sub_payloads(keys), mac_alg, mac, keys)
+        return cls(EncrAlg.NULL, bytes(encode_sub_payloads(keys)), mac_alg, mac, keys)
 
     def encode(self, next_type: int) -> bytes:
         maclen = MAC_LENGTH.get(self.mac_alg, len(self.mac))  # type: ignore[call-overload]
@@ -1133,12 +1149,13 @@ _ID_HEAD = Fields("BBH", "ID next payload", "ID type", "ID length")
 def _parse_id(r: Reader) -> tuple[IdPayload, int]:
     nxt, t, n = r.fields(_ID_HEAD)
     data = r.take(n, "ID data")
-    id_type: IdType | int
-    try:
-        id_type = IdType(t)
-    except ValueError:
-        raise DecodeError(f"unsupported ID type {t}", r.pos - len(data) - 3) from None
-    return IdPayload(id_type, data), nxt
+    id_type = _ID_TYPES.get(t)
+    if id_type is None:
+        raise DecodeError(f"unsupported ID type {t}", r.pos - len(data) - 3)
+    return IdPayload(id_type, bytes(data)), nxt  # bytes() copies only a bytearray plaintext
+
+
+_ID_TYPES: dict[int, IdType] = {int(t): t for t in IdType}
 
 
 _Parsed = tuple[Payload, int]
@@ -1465,22 +1482,34 @@ def _wire_type(p: Payload) -> int:
     return p.payload_type if type(p) is Opaque else p.TYPE
 
 
-def encode_sub_payloads(subs: Iterable[KemacSubPayload]) -> bytes:
-    """Encode a KEMAC plaintext chain (IDs and key data), next payloads chained."""
+def encode_sub_payloads(subs: Iterable[KemacSubPayload]) -> bytearray:
+    """Encode a KEMAC plaintext chain (IDs and key data), next payloads chained.
+
+    The result is a ``bytearray`` holding key material: the caller overwrites it once encrypted.
+    """
     subs = tuple(subs)
-    out = []
+    out = bytearray()
     for i, s in enumerate(subs):
         nxt = subs[i + 1].TYPE if i + 1 < len(subs) else 0
-        out.append(s.encode(nxt))
-    return b"".join(out)
+        if isinstance(s, KeyData):
+            s.encode_into(out, nxt)
+        else:
+            out += s.encode(nxt)
+    return out
 
 
 def parse_sub_payloads(
-    data: bytes, *, first: int = PayloadType.KEY_DATA, lenient: bool = False
+    data: bytes | bytearray, *, first: int = PayloadType.KEY_DATA, lenient: bool = False
 ) -> tuple[tuple[KemacSubPayload, ...], tuple[Leniency, ...]]:
-    """Parse a decrypted KEMAC plaintext into its ID / key data sub-payloads."""
+    """Parse a decrypted KEMAC plaintext into its ID / key data sub-payloads.
+
+    From a ``bytearray`` the key data's ``key`` and ``salt`` are ``bytearray`` copies the
+    caller can wipe (:meth:`KeyData.wipe`); everything else is ``bytes``.
+    """
     ctx = _Ctx(lenient)
-    subs = _parse_sub_payloads(Reader(bytes(data)), ctx, first)
+    # A bytearray is read in place: its slices (key, salt) are bytearrays; the sub-payload
+    # parsers turn every other field into bytes.
+    subs = _parse_sub_payloads(Reader(data), ctx, first)  # type: ignore[arg-type]
     return subs, tuple(ctx.used)
 
 

@@ -700,29 +700,28 @@ class Initiator(_Exchange):
         kv = KeySpi(self.rng(cfg.mki_length)) if cfg.mki_length else None
         if cfg.key_type == KeyDataType.TGK:
             tgk = bytearray(self.rng(cfg.tgk_length))
-            self._tgk = tgk
-            return (KeyData(KeyDataType.TGK, bytes(tgk), None, kv),)
+            self._tgk = tgk  # the key data shares this buffer; _cleanup wipes it
+            return (KeyData(KeyDataType.TGK, tgk, None, kv),)
         if cfg.key_type == KeyDataType.TGK_SALT:
             tgk = bytearray(self.rng(cfg.tgk_length))
             self._tgk = tgk
-            salt = self.rng(self._policies[min(self._policies)].master_salt_len)
-            return (KeyData(KeyDataType.TGK_SALT, bytes(tgk), salt, kv),)
+            salt = bytearray(self.rng(self._policies[min(self._policies)].master_salt_len))
+            return (KeyData(KeyDataType.TGK_SALT, tgk, salt, kv),)
         pol = self._policies[min(self._policies)]
         if cfg.key_type == KeyDataType.TEK_SALT:
             return (
                 KeyData(
                     KeyDataType.TEK_SALT,
-                    self.rng(pol.master_key_len),
-                    self.rng(pol.master_salt_len),
+                    bytearray(self.rng(pol.master_key_len)),
+                    bytearray(self.rng(pol.master_salt_len)),
                     kv,
                 ),
             )
         # TEK carrying master key || salt (the GStreamer/ONVIF form)
-        return (
-            KeyData(KeyDataType.TEK, self.rng(pol.master_key_len + pol.master_salt_len), None, kv),
-        )
+        tek = bytearray(self.rng(pol.master_key_len + pol.master_salt_len))
+        return (KeyData(KeyDataType.TEK, tek, None, kv),)
 
-    def _kemac_plain(self, with_id: str | None) -> bytes:
+    def _kemac_plain(self, with_id: str | None) -> bytearray:
         self._keys = self._new_keys()
         subs: list[KemacSubPayload] = []
         if with_id:
@@ -730,6 +729,7 @@ class Initiator(_Exchange):
         subs.extend(self._keys)
         plain = encode_sub_payloads(subs)
         if self.config.kemac_encr == EncrAlg.AES_KW_128 and len(plain) % 8:
+            _wipe(plain)
             raise MikeyError(
                 "AES-KW-128 needs key data of a multiple of 8 bytes; adjust key length"
             )
@@ -759,7 +759,10 @@ class Initiator(_Exchange):
         cfg = self.config
         tk = self._psk_transport_keys(cfg.kemac_encr)
         plain = self._kemac_plain(None)
-        enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, self._csb_id, self._t_i, plain)
+        try:
+            enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, self._csb_id, self._t_i, plain)
+        finally:
+            _wipe(plain)
         maclen = MAC_LENGTH[cfg.kemac_mac]
         kemac = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(maclen))
         raw = Message(hdr, (*payloads, kemac)).encode()
@@ -785,7 +788,10 @@ class Initiator(_Exchange):
             )
             self._transport = tk
             plain = self._kemac_plain(cfg.identity)
-            enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, self._csb_id, self._t_i, plain)
+            try:
+                enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, self._csb_id, self._t_i, plain)
+            finally:
+                _wipe(plain)
             maclen = MAC_LENGTH[cfg.kemac_mac]
             kemac_unsigned = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(maclen))
             # minisip form: the KEMAC MAC covers the KEMAC payload alone, NP = 0 (MIKEY-SPEC §4.7)
@@ -886,6 +892,7 @@ class Initiator(_Exchange):
 
     def _cleanup(self) -> None:
         _wipe(self._tgk)
+        _wipe_keys(self._keys)
         if self._transport is not None:
             self._transport.wipe()
         self._dh_x = None
@@ -1168,11 +1175,11 @@ def _open_kemac(
         except MikeyError:
             raise AuthenticationError() from None
         try:
-            subs, _ = parse_sub_payloads(bytes(plain), first=first, lenient=cfg.lenient)
+            subs, _ = parse_sub_payloads(plain, first=first, lenient=cfg.lenient)
         except DecodeError:
             if first == PayloadType.ID:
                 try:
-                    subs, _ = parse_sub_payloads(bytes(plain), lenient=cfg.lenient)
+                    subs, _ = parse_sub_payloads(plain, lenient=cfg.lenient)
                 except DecodeError:
                     raise AuthenticationError() from None
             else:
@@ -1186,19 +1193,28 @@ def _open_kemac(
             keep.transport = tk  # reused for V / ERR; the context wipes it
     ident = next((s.text for s in subs if isinstance(s, IdPayload)), None)
     keys = tuple(s for s in subs if isinstance(s, KeyData))
-    if not keys:
-        raise ProtocolError("KEMAC carries no key data", error_no=ErrorNo.UNSPECIFIED)
-    for kd in keys:
-        if kd.key_type not in (
-            KeyDataType.TGK,
-            KeyDataType.TGK_SALT,
-            KeyDataType.TEK,
-            KeyDataType.TEK_SALT,
-        ):
-            raise ProtocolError("unsupported key data type", error_no=ErrorNo.UNSPECIFIED)
-        if not kd.key:
-            raise ProtocolError("empty key data", error_no=ErrorNo.UNSPECIFIED)
+    try:
+        if not keys:
+            raise ProtocolError("KEMAC carries no key data", error_no=ErrorNo.UNSPECIFIED)
+        for kd in keys:
+            if kd.key_type not in _KEY_TYPES:
+                raise ProtocolError("unsupported key data type", error_no=ErrorNo.UNSPECIFIED)
+            if not kd.key:
+                raise ProtocolError("empty key data", error_no=ErrorNo.UNSPECIFIED)
+    except BaseException:
+        _wipe_keys(keys)
+        raise
     return keys, ident
+
+
+_KEY_TYPES = frozenset(
+    (KeyDataType.TGK, KeyDataType.TGK_SALT, KeyDataType.TEK, KeyDataType.TEK_SALT)
+)
+
+
+def _wipe_keys(keys: Sequence[KeyData]) -> None:
+    for kd in keys:
+        kd.wipe()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1324,7 +1340,7 @@ class Responder(_Exchange):
         tgk: bytearray | None = None
         cert: x509.Certificate | None = None
         if mode in (Mode.PSK, Mode.DHHMAC):
-            keys = self._check_psk_message(msg, raw, initiator_id, rand, prf, t, ctx)
+            keys = ctx.keys = self._check_psk_message(msg, raw, initiator_id, rand, prf, t, ctx)
         else:
             cert = self._initiator_cert(msg, now)
             _check_cert_identity(cert, initiator_id)
@@ -1334,6 +1350,7 @@ class Responder(_Exchange):
             _verify_signed(raw, msg, cert, cfg.sign_hash)
             if mode == Mode.PK:
                 keys, kem_id = self._open_pk(msg, raw, t, rand, ctx)
+                ctx.keys = keys
                 if kem_id is not None and initiator_id is not None and kem_id != initiator_id:
                     raise AuthenticationError()
         if ctx.expected_initiator is not ANY_INITIATOR and ctx.expected_initiator != initiator_id:
@@ -1547,13 +1564,16 @@ class Responder(_Exchange):
             ctx.transport = tk
             ctx.v_alg = cfg.kemac_mac
             kv = KeySpi(self.rng(cfg.mki_length)) if cfg.mki_length else None
-            keys = (KeyData(KeyDataType.TGK, bytes(tgk), None, kv),)
+            keys = (KeyData(KeyDataType.TGK, tgk, None, kv),)  # shares tgk: wiped with it
             subs: list[KemacSubPayload] = []
             if cfg.identity:
                 subs.append(_id_payload(cfg.identity))
             subs.extend(keys)
             plain = encode_sub_payloads(subs)
-            enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, msg.csb_id, t_r.value, plain)
+            try:
+                enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, msg.csb_id, t_r.value, plain)
+            finally:
+                _wipe(plain)
             maclen = MAC_LENGTH[cfg.kemac_mac]
             kem0 = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(maclen))
             kemac = replace(
@@ -1715,10 +1735,20 @@ def _tgk_from(keys: tuple[KeyData, ...]) -> bytearray | None:
 class _RespCtx:
     """Scratch state of one responder call, wiped on every path."""
 
-    __slots__ = ("authenticated", "expected_initiator", "msg", "rand", "t_i", "transport", "v_alg")
+    __slots__ = (
+        "authenticated",
+        "expected_initiator",
+        "keys",
+        "msg",
+        "rand",
+        "t_i",
+        "transport",
+        "v_alg",
+    )
 
     def __init__(self) -> None:
         self.msg: Message | None = None
+        self.keys: tuple[KeyData, ...] = ()  # decrypted key data, wiped with the context
         self.t_i = b""
         self.rand = b""
         self.transport: TransportKeys | None = None
@@ -1730,6 +1760,7 @@ class _RespCtx:
         if self.transport is not None:
             self.transport.wipe()
             self.transport = None
+        _wipe_keys(self.keys)
 
 
 def sp_from_policy(

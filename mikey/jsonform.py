@@ -291,7 +291,7 @@ def payload_from_json(obj: JsonObj) -> Payload:
         keys = obj.get("keys")
         if encr_alg == EncrAlg.NULL and isinstance(keys, list):
             subs = tuple(_sub_from(k) for k in keys)
-            return Kemac(encr_alg, encode_sub_payloads(subs), mac_alg, mac, subs)
+            return Kemac(encr_alg, bytes(encode_sub_payloads(subs)), mac_alg, mac, subs)
         return Kemac(encr_alg, _hex(obj, "encr_data"), mac_alg, mac)
     if t == "PKE":
         return Pke(_reg(PkeCache, _get(obj, "cache"), "PKE cache"), _hex(obj, "data"))

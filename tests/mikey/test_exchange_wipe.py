@@ -1,21 +1,26 @@
 """Every temporary copy of key material an exchange makes is overwritten before it returns.
 
-The PSK store hands out a copy per lookup (``PskStore.lookup``) and the responder copies a
-transported TGK to derive the Data SA from; both copies are recorded here as they are made and
-must be all zeros once ``start``/``respond``/``finish`` have returned, on success and on failure.
+Recorded as they are made: the PSK store's copy per lookup (``PskStore.lookup``), the
+responder's copy of a transported TGK, the KEMAC plaintexts both sides encode or decrypt and
+the key data parsed from them or built for them. All must be zeros once
+``start``/``respond``/``finish`` have returned, on success and on failure; only the Data SA
+(the result) keeps keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from mikey import exchange as mex
-from mikey.codec import KeyData
+from mikey.codec import KemacSubPayload, KeyData, Leniency
 from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Responder
 from mikey.keying import Mode
 from mikey.pki import StaticPskStore
+from mikey.registry import KeyDataType
 
 from .pair import NOW, configs, seeded_rng
 
@@ -38,16 +43,59 @@ def copies(monkeypatch: pytest.MonkeyPatch) -> list[bytearray]:
             made.append(tgk)
         return tgk
 
+    encode = mex.encode_sub_payloads
+    parse = mex.parse_sub_payloads
+
+    def recording_encode(subs: Iterable[KemacSubPayload]) -> bytearray:
+        subs = tuple(subs)
+        plain = encode(subs)
+        made.append(plain)
+        made.extend(_key_buffers(subs))
+        return plain
+
+    def recording_parse(
+        data: bytes | bytearray, **kw: Any
+    ) -> tuple[tuple[KemacSubPayload, ...], tuple[Leniency, ...]]:
+        subs, quirks = parse(data, **kw)
+        made.extend(_key_buffers(subs))
+        return subs, quirks
+
     monkeypatch.setattr(StaticPskStore, "lookup", recording_lookup)
     monkeypatch.setattr(mex, "_tgk_from", recording_tgk_from)
+    monkeypatch.setattr(mex, "encode_sub_payloads", recording_encode)
+    monkeypatch.setattr(mex, "parse_sub_payloads", recording_parse)
     return made
 
 
+def _key_buffers(subs: Iterable[KemacSubPayload]) -> list[bytearray]:
+    out = []
+    for sub in subs:
+        if isinstance(sub, KeyData):
+            for buf in (sub.key, sub.salt):
+                if buf is not None:
+                    assert isinstance(buf, bytearray), "key material in an unwipeable bytes"
+                    out.append(buf)
+    return out
+
+
 @pytest.mark.parametrize(
-    ("mode", "verify"), [(Mode.PSK, False), (Mode.PSK, True), (Mode.PK, True), (Mode.DHHMAC, False)]
+    ("mode", "verify", "key_type"),
+    [
+        (Mode.PSK, False, KeyDataType.TGK),
+        (Mode.PSK, True, KeyDataType.TGK_SALT),
+        (Mode.PSK, False, KeyDataType.TEK_SALT),
+        (Mode.PSK, True, KeyDataType.TEK),
+        (Mode.PK, True, KeyDataType.TGK),
+        (Mode.RSA_R, False, KeyDataType.TGK),
+        (Mode.DHHMAC, False, KeyDataType.TGK),
+    ],
 )
-def test_copies_wiped_after_success(copies: list[bytearray], mode: Mode, verify: bool) -> None:
-    i_cfg, r_cfg = configs(mode, verify=verify)
+def test_copies_wiped_after_success(
+    copies: list[bytearray], mode: Mode, verify: bool, key_type: KeyDataType
+) -> None:
+    gst = {"r_lenient": True, "r_accepted_leniencies": frozenset({Leniency.TEK_WITH_SALT})}
+    extra = gst if key_type == KeyDataType.TEK else {}  # key || salt: GStreamer's form, opt-in
+    i_cfg, r_cfg = configs(mode, verify=verify, i_key_type=key_type, **extra)
     rng = seeded_rng(3)
     init = Initiator(i_cfg, rng)
     reply = Responder(r_cfg, rng).respond(init.start(NOW), NOW)
@@ -62,8 +110,9 @@ def test_copies_wiped_after_refusal(copies: list[bytearray]) -> None:
     i_cfg, r_cfg = configs(Mode.PSK)
     rng = seeded_rng(4)
     wrong = StaticPskStore({"sip:alice@example.com": bytes(16)})
-    msg = Initiator(i_cfg, rng).start(NOW)
-    reply = Responder(replace(r_cfg, psk=wrong), rng).respond(msg, NOW)
+    init = Initiator(i_cfg, rng)
+    reply = Responder(replace(r_cfg, psk=wrong), rng).respond(init.start(NOW), NOW)
     assert isinstance(reply, ExchangeRefused)
-    assert len(copies) == 2  # the initiator's and the responder's PSK
+    init.abort()  # what a caller does with a refused offer
+    assert len(copies) == 4  # both PSK copies, the initiator's plaintext and TGK
     assert all(not any(c) for c in copies)
