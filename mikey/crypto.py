@@ -101,7 +101,7 @@ def _aes_cm(
     iv = kemac_iv(keys.salt_key, csb_id, ts_value)
     # The bytearray itself, not an immutable (unwipeable) bytes copy of the key.
     ctx = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
-    return ctx.update(bytes(data)) + ctx.finalize()
+    return ctx.update(data) + ctx.finalize()
 
 
 _ENCR_ALGS: dict[int, EncrAlg] = {int(a): a for a in EncrAlg}
