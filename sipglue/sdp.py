@@ -250,6 +250,26 @@ class MediaDescription:
 
 
 _VERSION_LINE = SdpLine("v", "0")
+# Lines that recur in nearly every body share one immutable instance: fewer objects built per
+# body and fewer kept alive with every call's offer and answer.
+_COMMON_LINES = {
+    line.encode(): line
+    for line in (
+        _VERSION_LINE,
+        SdpLine("s", "-"),
+        SdpLine("t", "0 0"),
+        *(SdpLine("a", d) for d in ("sendrecv", "sendonly", "recvonly", "inactive", "rtcp-mux")),
+        *(
+            SdpLine("a", f"rtpmap:{pt} {enc}")
+            for pt, enc in (("0", "PCMU/8000"), ("8", "PCMA/8000"), ("111", "opus/48000/2"))
+        ),
+    )
+}
+
+
+def _line(kind: str, value: str) -> SdpLine:
+    """An SDP line, shared when it is one of the common ones."""
+    return _COMMON_LINES.get(f"{kind}={value}") or SdpLine(kind, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +310,7 @@ class SessionDescription:
                 continue
             if len(line) < 2 or line[1] != "=":
                 raise SdpError(f"SDP line {number} is not '<type>=<value>'")
-            sdp_line = SdpLine(line[0], line[2:])
+            sdp_line = _COMMON_LINES.get(line) or SdpLine(line[0], line[2:])
             if sdp_line.type == "m":
                 if len(sections) >= MAX_MEDIA:
                     raise SdpError("too many media sections")
@@ -397,7 +417,7 @@ class AudioCodec:
         return self.encoding.split("/")[0].lower()
 
     def lines(self) -> list[SdpLine]:
-        out = [SdpLine("a", f"rtpmap:{self.payload_type} {self.encoding}")]
+        out = [_line("a", f"rtpmap:{self.payload_type} {self.encoding}")]
         if self.fmtp:
             out.append(SdpLine("a", f"fmtp:{self.payload_type} {self.fmtp}"))
         return out
@@ -413,11 +433,11 @@ def _session_head(
 ) -> list[SdpLine]:
     addrtype = "IP6" if ":" in address else "IP4"
     return [
-        SdpLine("v", "0"),
+        _VERSION_LINE,
         SdpLine("o", f"{username} {session_id} {session_version} IN {addrtype} {address}"),
-        SdpLine("s", "-"),
+        _line("s", "-"),
         SdpLine("c", f"IN {addrtype} {address}"),
-        SdpLine("t", "0 0"),
+        _line("t", "0 0"),
     ]
 
 
@@ -442,7 +462,7 @@ def build_audio_offer(
     media_lines: list[SdpLine] = []
     for codec in codecs:
         media_lines.extend(codec.lines())
-    media_lines.append(SdpLine("a", "sendrecv"))
+    media_lines.append(_line("a", "sendrecv"))
     if key_mgmt_at_media:
         media_lines.extend(km_lines)
     m = MediaDescription.build(
@@ -535,7 +555,7 @@ def build_audio_answer(
             lines: list[SdpLine] = []
             for codec in accepted:
                 lines.extend(codec.lines())
-            lines.append(SdpLine("a", "sendrecv"))
+            lines.append(_line("a", "sendrecv"))
             if key_mgmt is not None:
                 # the answerer's key-mgmt goes at the level the offer used (RFC 4567 §3.1)
                 (lines if at_media else head).append(key_mgmt.to_line())

@@ -412,9 +412,10 @@ class UserAgent:
         if deadline is None or tx.state == State.TERMINATED:
             return
         loop = asyncio.get_running_loop()
-        self._timer_handles[tx] = loop.call_at(
-            deadline, lambda: self._spawn(self._fire_timer(tx, dest))
-        )
+        self._timer_handles[tx] = loop.call_at(deadline, self._timer_due, tx, dest)
+
+    def _timer_due(self, tx: ClientTransaction | ServerTransaction, dest: Address) -> None:
+        self._spawn(self._fire_timer(tx, dest))
 
     async def _fire_timer(self, tx: ClientTransaction | ServerTransaction, dest: Address) -> None:
         self._timer_handles.pop(tx, None)
