@@ -140,6 +140,21 @@ class GsaConfig:
 class Gsa:
     """One GSA; built and driven by :class:`GsaRegistry`."""
 
+    __slots__ = (
+        "_results",
+        "established_at",
+        "inbound",
+        "key",
+        "keyed_at",
+        "last_activity",
+        "outbound",
+        "registration",
+        "rekey_deadline",
+        "rekey_sa",
+        "state",
+        "torn_down_reason",
+    )
+
     def __init__(self, key: str, result: KeyingResult, now: float) -> None:
         self.key = key
         self.state = GsaState.ESTABLISHING
@@ -294,7 +309,7 @@ class GsaRegistry:
         error re-raised.
         """
         with self._lock:
-            if key in self:
+            if self._store.get(key) is not None:
                 keying_result.wipe()
                 raise GsaStateError(f"a GSA for {key!r} exists already; re-key or tear it down")
             gsa = Gsa(key, keying_result, now)
