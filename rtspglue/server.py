@@ -125,7 +125,7 @@ class SessionContext:
     packets_sent: int = 0
     packets_dropped: int = 0
     _packetizer: PcmuPacketizer | None = field(default=None, repr=False)
-    _send: Callable[[bytes], None] | None = field(default=None, repr=False)
+    _send: Callable[[bytes], object] | None = field(default=None, repr=False)  # OSError: dropped
     _protect: Callable[[bytes], bytes] | None = field(default=None, repr=False)
     _play: PacedStream | None = field(default=None, repr=False)
     _udp: list[asyncio.DatagramTransport] = field(default_factory=list, repr=False)
@@ -577,10 +577,8 @@ class RtspServer:
 
             def send_tcp(packet: bytes) -> None:
                 if writer.is_closing() or writer.transport.get_write_buffer_size() > limit:
-                    session.packets_dropped += 1
-                    return
+                    raise BlockingIOError  # a slow reader loses packets, the server no memory
                 writer.write(encode_interleaved(channel, packet))
-                session.packets_sent += 1
 
             session._send = send_tcp
             return TransportSpec(
@@ -590,27 +588,19 @@ class RtspServer:
         loop = asyncio.get_running_loop()
         rtp_sock, rtcp_sock = bind_rtp_pair(self.config.host)
         host = conn.info.peer[0]
-        # RTP only leaves this socket: send on it directly (non-blocking; a datagram the kernel
-        # will not take is dropped and counted, as a router would) instead of through an
-        # asyncio transport, which costs a few microseconds per packet at 50 packets/s/stream.
         session._sockets.append(rtp_sock)
-        sendto = rtp_sock.sendto
         rtcp, _ = await loop.create_datagram_endpoint(
             lambda: _Rtcp(lambda: self._touch(session), host), sock=rtcp_sock
         )
         session._udp.append(rtcp)
         # RFC 2326 §12.39: media goes to the requesting host only (no "destination" redirect).
-        dest = (host, offer.client_port[0])
-
-        def send_udp(packet: bytes) -> None:
-            try:
-                sendto(packet, dest)
-            except OSError:  # full socket buffer, unreachable port: RTP tolerates loss
-                session.packets_dropped += 1
-                return
-            session.packets_sent += 1
-
-        session._send = send_udp
+        # RTP only leaves this socket: it is connected to the client's port (the kernel keeps
+        # the route; no address to convert per packet) and sent on directly, non-blocking,
+        # instead of through an asyncio transport, which costs microseconds per packet at
+        # 50 packets/s/stream. A datagram the kernel will not take (full buffer, an ICMP error
+        # from a gone client) raises OSError and is dropped and counted, as a router would.
+        rtp_sock.connect((host, offer.client_port[0]))
+        session._send = rtp_sock.send
         ports = (rtp_sock.getsockname()[1], rtcp_sock.getsockname()[1])
         return TransportSpec(
             offer.profile,
@@ -645,13 +635,15 @@ class RtspServer:
             if protect is not None:
                 try:
                     packet = protect(packet)
-                except Exception:  # a packet the protector refuses is dropped, never sent in clear
+                except Exception:  # a packet the protector refuses is dropped, never sent clear
                     session.packets_dropped += 1
                     return
             try:
                 send(packet)
-            except OSError:
+            except OSError:  # the transport would not take it (see _open_transport)
                 session.packets_dropped += 1
+                return
+            session.packets_sent += 1
 
         session.state = SessionState.PLAYING
         session._play = self._pacer.add(step)
