@@ -35,7 +35,16 @@ MAX_SDP_LINES = 2048
 MAX_MEDIA = 64
 
 _KMPID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_KMDATA_RE = re.compile(r"[A-Za-z0-9+/=]+")
+# RFC 4567 §3.1 key-mgmt data is base64 text; the check deletes every base64 byte and expects
+# nothing left (a table lookup per byte: several times faster than a regex on the kilobytes of
+# a public-key I_MESSAGE, and every offer and answer is checked a few times)
+_BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def _is_base64_text(data: str) -> bool:
+    return bool(data) and data.isascii() and not data.encode("ascii").translate(None, _BASE64_BYTES)
+
+
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 
 KNOWN_PROTOS = ("RTP/AVP", "RTP/SAVP", "RTP/SAVPF", "RTP/AVPF", "UDP/TLS/RTP/SAVPF", "udp")
@@ -78,7 +87,7 @@ class KeyMgmtAttr:
     def __post_init__(self) -> None:
         if not _KMPID_RE.fullmatch(self.prot):
             raise SdpError("invalid key-mgmt protocol identifier (RFC 4567 §3.1)")
-        if not _KMDATA_RE.fullmatch(self.data):
+        if not (isinstance(self.data, str) and _is_base64_text(self.data)):
             raise SdpError("key-mgmt data is not base64 text (RFC 4567 §3.1)")
 
     @classmethod
