@@ -200,6 +200,8 @@ def _tone_table(frequency: float, peak: float, rate: int, period: int) -> tuple[
 class ToneSource:
     """A sine tone at ``frequency`` Hz, continuous in phase across reads."""
 
+    __slots__ = ("_encoded", "_n", "_peak", "_period", "_step", "frequency", "rate")
+
     def __init__(self, frequency: float, *, amplitude: float = 0.5, rate: int = 8000) -> None:
         if not 0 < frequency < rate / 2 or not 0 <= amplitude <= 1:
             raise MediaError("tone frequency must be below Nyquist and amplitude in [0, 1]")
@@ -313,6 +315,8 @@ def write_wav(path: str | Path, samples: Sequence[int], *, rate: int = 8000) -> 
 
 class PcmuPacketizer:
     """Cuts a source into 20 ms PCMU RTP packets (RFC 3551 §4.5.14)."""
+
+    __slots__ = ("_first", "_read_pcmu", "payload_type", "sequence", "source", "ssrc", "timestamp")
 
     def __init__(
         self,

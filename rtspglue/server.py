@@ -221,6 +221,45 @@ class _Conn:
 _Result = tuple[list[tuple[str, str]], bytes]
 
 
+class _RtpSender:
+    """Makes, protects and sends one session's RTP packets, one per pacer turn.
+
+    The pacer's hot path, run about 50,000 times a second for a thousand sessions: one slotted
+    object holds what a packet needs, so each packet touches few objects (a closure would add a
+    cell per captured name).
+    """
+
+    __slots__ = ("_next_packet", "_protect", "_send", "_session")
+
+    def __init__(
+        self,
+        session: SessionContext,
+        next_packet: Callable[[], bytes],
+        protect: Callable[[bytes], bytes] | None,
+        send: Callable[[bytes], object],
+    ) -> None:
+        self._session = session
+        self._next_packet = next_packet
+        self._protect = protect
+        self._send = send
+
+    def send_next(self) -> None:
+        packet = self._next_packet()
+        protect = self._protect
+        if protect is not None:
+            try:
+                packet = protect(packet)
+            except Exception:  # a packet the protector refuses is dropped, never sent in clear
+                self._session.packets_dropped += 1
+                return
+        try:
+            self._send(packet)
+        except OSError:  # the transport would not take it (see RtspServer._open_transport)
+            self._session.packets_dropped += 1
+            return
+        self._session.packets_sent += 1
+
+
 class _Reply(Exception):
     """Internal control flow: answer the request with this status."""
 
@@ -627,26 +666,9 @@ class RtspServer:
     def _start_streaming(self, session: SessionContext) -> None:
         pk, send = session._packetizer, session._send
         assert pk is not None and send is not None
-        protect = session._protect
-        next_packet = pk.next_packet
-
-        def step() -> None:  # one packet: make, protect, send (the pacer's hot path)
-            packet = next_packet()
-            if protect is not None:
-                try:
-                    packet = protect(packet)
-                except Exception:  # a packet the protector refuses is dropped, never sent clear
-                    session.packets_dropped += 1
-                    return
-            try:
-                send(packet)
-            except OSError:  # the transport would not take it (see _open_transport)
-                session.packets_dropped += 1
-                return
-            session.packets_sent += 1
-
+        sender = _RtpSender(session, pk.next_packet, session._protect, send)
         session.state = SessionState.PLAYING
-        session._play = self._pacer.add(step)
+        session._play = self._pacer.add(sender.send_next)
 
     def _stop_streaming(self, session: SessionContext) -> None:
         if session._play is not None:

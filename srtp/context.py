@@ -130,6 +130,20 @@ def _check_group(entries: Sequence[DataSaEntry]) -> None:
 class _Stream:
     """Shared state of one SSRC's SRTP stream."""
 
+    # Slots: protect() runs per packet for many streams at once; no per-stream __dict__ to load.
+    __slots__ = (
+        "_allow_repeat_tx",
+        "_entries",
+        "_interval",
+        "_mki_index",
+        "_old",
+        "_old_entries",
+        "_session",
+        "_window_size",
+        "policy",
+        "ssrc",
+    )
+
     _SSRC_TYPE_WILDCARD = L.SsrcType.ANY_INBOUND
 
     def __init__(
@@ -292,6 +306,8 @@ def _with_roc(entry: DataSaEntry, roc: int) -> DataSaEntry:
 class OutboundStream(_Stream):
     """Protects RTP and RTCP sent with one SSRC."""
 
+    __slots__ = ()
+
     _SSRC_TYPE_WILDCARD = L.SsrcType.ANY_OUTBOUND
 
     def protect(self, packet: bytes) -> bytes:
@@ -308,6 +324,8 @@ class OutboundStream(_Stream):
 
 class InboundStream(_Stream):
     """Verifies and decrypts SRTP and SRTCP received from one SSRC."""
+
+    __slots__ = ()
 
     def _keep_old_on_rekey(self) -> bool:
         return True
