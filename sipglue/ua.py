@@ -199,31 +199,40 @@ class Call:
 
 
 class _Retransmitter:
-    """UAS 2xx retransmission until ACK (§13.3.1.4): T1 doubling to T2, give up at 64*T1."""
+    """UAS 2xx retransmission until ACK (§13.3.1.4): T1 doubling to T2, give up at 64*T1.
+
+    One timer at a time: each retransmission schedules the next, or the give-up when that
+    comes first (a call keeps no second, cancelled timer in the loop after its ACK).
+    """
 
     def __init__(self, ua: UserAgent, call: Call, response: Response, dest: Address) -> None:
         self.ua, self.call, self.response, self.dest = ua, call, response, dest
         loop = asyncio.get_running_loop()
         self.interval = ua.timers.t1
         self.give_up = loop.time() + 64 * ua.timers.t1
-        self.handle: asyncio.TimerHandle | None = None
-        if not ua.transport_reliable:
-            self.handle = loop.call_later(self.interval, self._fire)
-        self.timeout = loop.call_later(64 * ua.timers.t1, self._expire)
+        self.handle: asyncio.TimerHandle
+        if ua.transport_reliable:
+            self.handle = loop.call_at(self.give_up, self._expire)
+        else:
+            self._schedule(loop, loop.time() + self.interval)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if due < self.give_up:
+            self.handle = loop.call_at(due, self._fire)
+        else:
+            self.handle = loop.call_at(self.give_up, self._expire)
 
     def _fire(self) -> None:
         self.ua._spawn(self.ua._send(self.response.encode(), self.dest))
         self.interval = min(self.interval * 2, self.ua.timers.t2)
-        self.handle = asyncio.get_running_loop().call_later(self.interval, self._fire)
+        loop = asyncio.get_running_loop()
+        self._schedule(loop, loop.time() + self.interval)
 
     def _expire(self) -> None:
-        self.stop()
         self.ua._spawn(self.ua._ack_timeout(self.call))
 
     def stop(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-        self.timeout.cancel()
+        self.handle.cancel()
 
 
 @dataclass
