@@ -295,7 +295,7 @@ def verify_signature(
 # --- certificate hash (RFC 3830 §6.8) ---------------------------------------------------------
 
 
-def cert_hash(func: HashFunc, der: bytes | bytearray) -> bytes:
+def cert_hash(func: HashFunc | int, der: bytes | bytearray) -> bytes:
     """CHASH value: the hash of a DER certificate."""
     try:
         name = _CERT_DIGEST[HashFunc(func)]

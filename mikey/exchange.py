@@ -469,6 +469,17 @@ def _tek_as_is(kd: KeyData, policy: SrtpPolicy) -> tuple[bytearray, bytearray]:
     return master_key, master_salt
 
 
+def _kemac_mac_alone(
+    encr_alg: EncrAlg, encr_data: bytes, mac_alg: MacAlg, auth_key: bytearray
+) -> Kemac:
+    """A KEMAC whose MAC covers the KEMAC payload alone with NP = 0 (PK and RSA-R, the minisip
+    form, MIKEY-SPEC §4.7)."""
+    maclen = MAC_LENGTH[mac_alg]
+    unsigned = Kemac(encr_alg, encr_data, mac_alg, bytes(maclen))
+    covered = unsigned.encode(0)[:-maclen] if maclen else b""
+    return Kemac(encr_alg, encr_data, mac_alg, crypto.mac(mac_alg, auth_key, covered))
+
+
 def _sign_message(
     creds: Credentials, body_without_sig: bytes, sign_type: SignType, hash_alg: SignHash
 ) -> bytes:
@@ -542,6 +553,11 @@ def _load_cert(der: bytes) -> x509.Certificate:
     while len(_CERTS) > _CERTS_MAX:
         _CERTS.popitem(last=False)
     return cert
+
+
+@functools.lru_cache(maxsize=64)  # our own certificate, per hash function the peers use
+def _own_cert_hash(func: HashFunc | int, der: bytes) -> bytes:
+    return crypto.cert_hash(func, der)
 
 
 @functools.lru_cache(maxsize=256)
@@ -792,11 +808,7 @@ class Initiator(_Exchange):
                 enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, self._csb_id, self._t_i, plain)
             finally:
                 _wipe(plain)
-            maclen = MAC_LENGTH[cfg.kemac_mac]
-            kemac_unsigned = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(maclen))
-            # minisip form: the KEMAC MAC covers the KEMAC payload alone, NP = 0 (MIKEY-SPEC §4.7)
-            kemac_body = kemac_unsigned.encode(0)[:-maclen] if maclen else b""
-            kemac = replace(kemac_unsigned, mac=crypto.mac(cfg.kemac_mac, tk.auth_key, kemac_body))
+            kemac = _kemac_mac_alone(cfg.kemac_encr, enc, cfg.kemac_mac, tk.auth_key)
             pke = Pke(PkeCache.NO_CACHE, crypto.rsa_encrypt_envelope(_rsa_pub(peer), env_key))
         finally:
             _wipe(env_key)
@@ -1574,14 +1586,7 @@ class Responder(_Exchange):
                 enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, msg.csb_id, t_r.value, plain)
             finally:
                 _wipe(plain)
-            maclen = MAC_LENGTH[cfg.kemac_mac]
-            kem0 = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(maclen))
-            kemac = replace(
-                kem0,
-                mac=crypto.mac(
-                    cfg.kemac_mac, tk.auth_key, kem0.encode(0)[:-maclen] if maclen else b""
-                ),
-            )
+            kemac = _kemac_mac_alone(cfg.kemac_encr, enc, cfg.kemac_mac, tk.auth_key)
             pke = Pke(PkeCache.NO_CACHE, crypto.rsa_encrypt_envelope(_rsa_pub(cert), env_key))
             certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
             extra = (cfg.identity or "").encode() + t_r.value
@@ -1646,7 +1651,7 @@ class Responder(_Exchange):
             raise ProtocolError("PK I_MESSAGE needs KEMAC and PKE", error_no=ErrorNo.UNSPECIFIED)
         chash = msg.find(Chash)
         if chash is not None:
-            mine = crypto.cert_hash(chash.hash_func, creds.chain_der()[0])
+            mine = _own_cert_hash(chash.hash_func, creds.chain_der()[0])
             if mine != chash.digest:
                 raise CertificateError("envelope encrypted to another certificate")
         env_key = crypto.rsa_decrypt_envelope(creds.private_key, pke.data, None, self.rng)
