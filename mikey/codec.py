@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from ._frozen import fast_init
 from .errors import DecodeError, EncodeError
 from .registry import (
     DH_VALUE_LENGTH,
@@ -251,6 +252,7 @@ def _name(v: int | enum.IntEnum) -> str:
 # Common header (RFC 3830 §6.1)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SrtpIdEntry:
     """One SRTP-ID map entry (RFC 3830 §6.1.1); its CS ID is its 1-based position."""
@@ -260,6 +262,7 @@ class SrtpIdEntry:
     roc: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GenericIdEntry:
     """One GENERIC-ID map entry (RFC 6043 §6.1.2)."""
@@ -275,6 +278,7 @@ class GenericIdEntry:
 CsMapEntry = SrtpIdEntry | GenericIdEntry
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Header:
     """Common header: data type, V flag, PRF, CSB ID and the CS ID map."""
@@ -459,6 +463,7 @@ class Payload:
         return [repr(self)]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KeySpi:
     """Key validity by SPI; for SRTP the SPI is the MKI (RFC 3830 §6.14)."""
@@ -469,6 +474,7 @@ class KeySpi:
         return bytes([_u8(len(self.spi), "SPI length")]) + self.spi
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KeyInterval:
     """Key validity by interval <From, To> of SRTP packet indices (RFC 3830 §6.14)."""
@@ -515,6 +521,7 @@ def _parse_kv(r: Reader, kv_type: int, offset: int) -> KeyValidity | None:
     raise DecodeError(f"unsupported key validity type {kv_type}", offset)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KeyData(Payload):
     """Key data sub-payload (RFC 3830 §6.13), found inside KEMAC only.
@@ -576,6 +583,7 @@ class KeyData(Payload):
         return lines
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdPayload(Payload):
     """ID payload (RFC 3830 §6.7)."""
@@ -599,6 +607,7 @@ class IdPayload(Payload):
         return [f"ID: {_name(self.id_type)} {self.text!r}"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdrPayload(Payload):
     """ID with role (RFC 6043 §6.6)."""
@@ -626,6 +635,7 @@ class IdrPayload(Payload):
 KemacSubPayload = KeyData | IdPayload
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Kemac(Payload):
     """Key data transport (RFC 3830 §6.2).
@@ -687,6 +697,7 @@ class Kemac(Payload):
         return lines
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Pke(Payload):
     """Envelope data (RFC 3830 §6.3): the envelope key encrypted to the peer's public key."""
@@ -706,6 +717,7 @@ class Pke(Payload):
         return [f"PKE: cache {_name(self.cache)}, {len(self.data)} bytes"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DhPayload(Payload):
     """DH data (RFC 3830 §6.4)."""
@@ -725,6 +737,7 @@ class DhPayload(Payload):
         return [f"DH: group {self.group.name}, value {self.value[:8].hex()}... ({len(self.value)})"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Sign(Payload):
     """Signature (RFC 3830 §6.5); always the last payload, no next payload byte."""
@@ -746,6 +759,7 @@ class Sign(Payload):
         return [f"SIGN: {_name(self.sign_type)}, {len(self.signature)} bytes"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Timestamp(Payload):
     """Timestamp (RFC 3830 §6.6); ``value`` is the raw TS value."""
@@ -791,6 +805,7 @@ def _ntp_note(t: Timestamp) -> str:
     return f" ({when.isoformat()})"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Cert(Payload):
     """Certificate (RFC 3830 §6.7)."""
@@ -810,6 +825,7 @@ class Cert(Payload):
         return [f"CERT: {_name(self.cert_type)}, {len(self.data)} bytes"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Chash(Payload):
     """Certificate hash (RFC 3830 §6.8)."""
@@ -827,6 +843,7 @@ class Chash(Payload):
         return [f"CHASH: {self.hash_func.name} {self.digest.hex()}"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Verification(Payload):
     """Verification (RFC 3830 §6.9)."""
@@ -844,6 +861,7 @@ class Verification(Payload):
         return [f"V: {self.auth_alg.name} {self.data.hex()}"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SpParam:
     """One policy parameter TLV (RFC 3830 §6.10)."""
@@ -860,6 +878,7 @@ _SRTP_PARAMS = frozenset(int(p) for p in SrtpParam)
 _SRTP_PARAM_ONE_BYTE = _SRTP_PARAMS - {SrtpParam.KEY_DERIVATION_RATE}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SecurityPolicy(Payload):
     """Security policy (RFC 3830 §6.10) with its parameter TLVs in wire order."""
@@ -929,6 +948,7 @@ def param_name(prot_type: int, ptype: int) -> str:
     return f"PARAM_{ptype}"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Rand(Payload):
     """RAND (RFC 3830 §6.11)."""
@@ -945,6 +965,7 @@ class Rand(Payload):
         return [f"RAND: {self.value.hex()}"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Err(Payload):
     """Error (RFC 3830 §6.12)."""
@@ -962,6 +983,7 @@ class Err(Payload):
         return [f"ERR: {_name(self.error_no)}"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GeneralExt(Payload):
     """General extension (RFC 3830 §6.15): vendor ID, SDP IDs, others opaque."""
@@ -992,6 +1014,7 @@ class GeneralExt(Payload):
         return [f"General extension: {_name(self.ext_type)} {self.data.hex()}"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TimestampRole(Payload):
     """Timestamp with role, TR (RFC 6043 §6.4)."""
@@ -1007,6 +1030,7 @@ class TimestampRole(Payload):
         return bytes([next_type, _u8(self.role, "TS role"), int(self.ts_type)]) + self.value
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RandRole(Payload):
     """RAND with role, RANDR (RFC 6043 §6.8)."""
@@ -1021,6 +1045,7 @@ class RandRole(Payload):
         return bytes([next_type, _u8(self.role, "RAND role"), len(self.value)]) + self.value
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Sakke(Payload):
     """SAKKE payload (RFC 6509 §4.2); the encapsulated data stays opaque."""
@@ -1038,6 +1063,7 @@ class Sakke(Payload):
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Opaque(Payload):
     """An unframeable payload (unknown type) kept as the opaque rest of the message (lenient)."""
@@ -1395,6 +1421,7 @@ def _check_srtp_params(tlvs: list[tuple[int, int, bytes]], ctx: _Ctx, start: int
 # Message
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """A whole MIKEY message: header, payloads in wire order, and what lenient parsing allowed."""

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import crypto, dh
+from ._frozen import fast_init
 from .codec import (
     Cert,
     Chash,
@@ -223,6 +224,7 @@ class ExchangeConfig:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
     """One crypto session the initiator offers: SSRC (0 = the responder fills it), ROC, policy."""
@@ -232,6 +234,7 @@ class StreamSpec:
     policy_no: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ExchangeCompleted:
     """The exchange produced keys; ``answer`` is the R_MESSAGE to send (None when none)."""
@@ -240,6 +243,7 @@ class ExchangeCompleted:
     result: KeyingResult
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ExchangeRefused:
     """The exchange failed; ``answer`` is the MIKEY error message to send, where allowed."""

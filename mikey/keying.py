@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from ._frozen import fast_init
 from .registry import PrfFunc, SrtpAuthAlg, SrtpEncrAlg, SrtpPrf
 
 
@@ -76,6 +77,7 @@ class SrtpPolicy:
         return self.salt_key_len
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, eq=False)
 class DataSaEntry:
     """Keys and parameters of one crypto session (one SSRC) — a Data SA entry (RFC 4046 §3.2).
@@ -116,6 +118,7 @@ class DataSaEntry:
         }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RegistrationSa:
     """Context and identities of the exchange that established (or updated) a CSB."""
@@ -131,6 +134,7 @@ class RegistrationSa:
     responder_id: str | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, eq=False)
 class KeyingResult:
     """Registration SA plus the Data SA entries it produced (one per crypto session)."""

@@ -23,6 +23,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from ._frozen import fast_init
 from .errors import MikeyError
 from .registry import EncrAlg, MacAlg, PrfFunc
 
@@ -274,6 +275,7 @@ def _wipe(buf: bytearray) -> None:
     buf[:] = bytes(len(buf))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TransportKeys:
     """Keys protecting a MIKEY message: KEMAC encryption, AES-CM IV salt, MAC (RFC 3830 §4.1.4)."""

@@ -1,0 +1,100 @@
+"""``mikey._frozen.fast_init`` keeps every dataclass behaviour it does not speed up."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from mikey import codec, exchange, keying, prf
+from mikey._frozen import fast_init
+
+
+@fast_init
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Point:
+    x: int
+    y: int = 7
+    checked: bool = dataclasses.field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.x < 0:
+            raise ValueError("negative x")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Reference:  # the same class without fast_init
+    x: int
+    y: int = 7
+    checked: bool = dataclasses.field(default=False, compare=False)
+
+
+def test_same_signature_defaults_and_keywords() -> None:
+    assert str(inspect.signature(_Point)) == str(inspect.signature(_Reference))
+    assert _Point(1) == _Point(1, 7) == _Point(x=1, y=7)
+    assert _Point(1, y=2).y == 2
+    assert repr(_Point(3, 4, True)) == repr(_Reference(3, 4, True)).replace("_Reference", "_Point")
+    assert hash(_Point(1, 2)) == hash(_Point(1, 2, True))  # compare=False field left out
+    with pytest.raises(TypeError):
+        _Point()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _Point(1, 2, True, 4)  # type: ignore[call-arg]
+
+
+def test_still_frozen_and_post_init_runs() -> None:
+    p = _Point(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.x = 2  # type: ignore[misc]
+    with pytest.raises(ValueError, match="negative"):
+        _Point(-1)
+    assert dataclasses.replace(p, y=9) == _Point(1, 9)
+
+
+def test_refuses_what_it_cannot_reproduce() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        x: int
+
+    @dataclasses.dataclass(slots=True)
+    class NotFrozen:
+        x: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Factory:
+        x: list[int] = dataclasses.field(default_factory=list)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class NoInit:
+        x: int = dataclasses.field(default=0, init=False)
+
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class KwOnly:
+        x: int
+
+    for cls in (NoSlots, NotFrozen, Factory, NoInit, KwOnly):
+        with pytest.raises(TypeError):
+            fast_init(cls)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        codec.Header,
+        codec.KeyData,
+        codec.Kemac,
+        codec.Timestamp,
+        codec.Message,
+        keying.DataSaEntry,
+        keying.RegistrationSa,
+        prf.TransportKeys,
+        exchange.StreamSpec,
+    ],
+)
+def test_library_classes_keep_their_dataclass_signature(cls: type) -> None:
+    fields = dataclasses.fields(cls)
+    params = list(inspect.signature(cls).parameters.values())
+    assert [p.name for p in params] == [f.name for f in fields]
+    for p, f in zip(params, fields, strict=True):
+        expected = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+        assert p.default == expected
