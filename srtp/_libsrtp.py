@@ -418,10 +418,11 @@ class LibsrtpSession:
                 raise KeyMaterialError(f"master key and salt must be {need} bytes together")
             if not any(k.key_and_salt):
                 raise KeyMaterialError("master key is wiped")
-        key_bufs = [(ctypes.c_char * need)() for _ in keys]
+        # from_buffer_copy: one C copy into memory we own and scrub below; nothing keeps an
+        # export of the caller's bytearray alive (from_buffer did, until the GC ran).
+        array = ctypes.c_char * need
+        key_bufs = [array.from_buffer_copy(k.key_and_salt) for k in keys]
         try:
-            for dst, k in zip(key_bufs, keys, strict=True):
-                ctypes.memmove(dst, (ctypes.c_char * need).from_buffer(k.key_and_salt), need)
             pol = _Policy()
             pol.ssrc.type = int(self._ssrc_type)
             pol.ssrc.value = self._ssrc

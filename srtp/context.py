@@ -17,6 +17,7 @@ the entries' key buffers: the GSA that handed them in wipes them. A stream is no
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from mikey.keying import DataSaEntry, SrtpPolicy
@@ -34,6 +35,7 @@ from .errors import (
 DEFAULT_WINDOW_SIZE = 128
 
 
+@functools.lru_cache(maxsize=64)  # policies repeat; both are immutable; failures not cached
 def crypto_policies(policy: SrtpPolicy) -> tuple[L.CryptoPolicy, L.CryptoPolicy]:
     """Map a MIKEY SP policy to libsrtp (RTP, RTCP) transforms, or raise UnsupportedPolicyError.
 
