@@ -117,33 +117,6 @@ class _CapturingUA(UserAgent):
             self.pcap.record((self.host, self.port), dest, data)
 
 
-class _RecordingUdp(asyncio.DatagramTransport):
-    """Wraps the media socket so every SRTP datagram sent is also written to the pcap."""
-
-    def __init__(self, inner: asyncio.DatagramTransport, pcap: PcapWriter) -> None:
-        super().__init__()
-        self._inner, self._pcap = inner, pcap
-        host, port = inner.get_extra_info("sockname")[:2]
-        self._local = (str(host), int(port))
-
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        self._inner.sendto(data, addr)
-        if addr is not None:
-            self._pcap.record(self._local, (str(addr[0]), int(addr[1])), bytes(data))
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._inner.get_extra_info(name, default)
-
-    def is_closing(self) -> bool:
-        return self._inner.is_closing()
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def abort(self) -> None:
-        self._inner.abort()
-
-
 # -- media -----------------------------------------------------------------------------------
 
 
@@ -172,17 +145,7 @@ class _Media:
         except MediaBridgeError as exc:
             raise CliError(str(exc)) from None
         if pcap is not None:
-            inner = transport._udp
-            assert inner is not None
-            transport._udp = _RecordingUdp(inner, pcap)
-            local = transport.local_address
-            receive = transport._datagram_received
-
-            def recording(data: bytes, addr: Address) -> None:
-                pcap.record((str(addr[0]), int(addr[1])), local, data)
-                receive(data, addr)
-
-            transport._datagram_received = recording  # type: ignore[method-assign]
+            transport.set_packet_observer(pcap.record)
         return cls(transport, source, ssrc, pcap)
 
     @property

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, cast
 
@@ -47,6 +47,7 @@ __all__ = [
     "AiortcVersionError",
     "AudioCodec",
     "MediaBridgeError",
+    "PacketObserver",
     "SrtpMediaTransport",
     "StreamSet",
     "StreamSource",
@@ -116,6 +117,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+#: ``observer(source, destination, datagram)``, see :meth:`SrtpMediaTransport.set_packet_observer`.
+PacketObserver = Callable[[Address, Address, bytes], None]
 AudioCodec = Literal["PCMU", "opus"]
 
 _MIN_RTP = 12  # RFC 3550 §5.1 fixed header
@@ -222,6 +225,7 @@ class SrtpMediaTransport:
         self._rtp_router = RtpRouter()
         self._rtp_header_extensions_map = HeaderExtensionsMap()
         self._stats_id = f"transport_{uuid.uuid4()}"
+        self._observer: PacketObserver | None = None
 
     @classmethod
     async def open(
@@ -266,6 +270,22 @@ class SrtpMediaTransport:
         """Send to (and accept packets only from) ``remote`` from now on, e.g. the peer's RTP
         address learnt from its SDP answer. ``remote`` must be a numeric IP address."""
         self._remote = (str(remote[0]), int(remote[1]))
+
+    def set_packet_observer(self, observer: PacketObserver | None) -> None:
+        """Call ``observer(source, destination, datagram)`` with every datagram this transport
+        sends or receives, as it is on the wire (SRTP/SRTCP, before any check), e.g. to write a
+        capture file. ``None`` removes it. An observer that raises is logged and ignored: it
+        cannot stop the media."""
+        self._observer = observer
+
+    def _observe(self, source: Address, destination: Address, data: bytes) -> None:
+        observer = self._observer
+        if observer is None:
+            return
+        try:
+            observer(source, destination, data)
+        except Exception as exc:  # a capture must not break the call
+            logger.debug("packet observer failed: %s", type(exc).__name__)
 
     @property
     def counters(self) -> TransportCounters:
@@ -337,6 +357,8 @@ class SrtpMediaTransport:
             self._count("send_dropped")
             return False
         self._udp.sendto(out, self._remote)
+        if self._observer is not None:
+            self._observe(self.local_address, self._remote, out)
         self._bytes_sent += len(out)
         self._count("sent_rtcp" if rtcp else "sent_rtp")
         return True
@@ -344,6 +366,8 @@ class SrtpMediaTransport:
     def _datagram_received(self, data: bytes, addr: Address) -> None:
         if self._closed:
             return
+        if self._observer is not None:
+            self._observe((str(addr[0]), int(addr[1])), self.local_address, data)
         self._count("received")
         self._bytes_received += len(data)
         if self._remote is not None and tuple(addr[:2]) != self._remote:

@@ -463,3 +463,29 @@ async def test_gstreamer_srtpdec_decodes_bridge_output(tmp_path: Path) -> None:
     assert len(rtcp) >= 8 and rtcp[0] >> 6 == 2 and rtcp[1] in (200, 203), err
     assert int.from_bytes(rtcp[4:8], "big") == SSRC_A
     assert reg.audit().clean
+
+
+async def test_packet_observer_sees_the_wire_both_ways(call: Call) -> None:
+    """What A's observer records as sent is what B's observer records as received, byte for
+    byte, SRTP (not plain); a raising observer does not stop the media."""
+    seen_a: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
+    seen_b: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
+    call.a.set_packet_observer(lambda src, dst, data: seen_a.append((src, dst, data)))
+    call.b.set_packet_observer(lambda src, dst, data: seen_b.append((src, dst, data)))
+    plain = struct.pack("!BBHII", 0x80, 0, 7, 0, SSRC_A) + bytes(160)
+    assert call.a.send_packet(plain)
+    await until(lambda: call.b.counters.decrypted_rtp == 1, "A's packet verified")
+    assert len(seen_a) == len(seen_b) == 1
+    (src, dst, wire), received = seen_a[0], seen_b[0]
+    assert (src, dst) == (call.a.local_address, call.b.local_address)
+    assert received == (src, dst, wire)
+    assert wire != plain and len(wire) == len(plain) + 10  # SRTP with an 80-bit tag
+
+    def broken(src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
+        raise RuntimeError("capture disk full")
+
+    call.a.set_packet_observer(broken)
+    call.b.set_packet_observer(None)
+    assert call.a.send_packet(struct.pack("!BBHII", 0x80, 0, 8, 160, SSRC_A) + bytes(160))
+    await until(lambda: call.b.counters.decrypted_rtp == 2, "media goes on")
+    assert len(seen_b) == 1  # removed observer no longer called
