@@ -200,22 +200,35 @@ def derive_tek_salt(  # noqa: PLR0917 (mirrors derive_transport_keys)
     A ``salt_len`` of 0 skips the salt (TGK+SALT key data transports it).
     """
     tail = label_tail(cs_id, csb_id, rand)
+    tek, salt = _derive_keys(
+        tgk, func, minisip_compat, ((_TEK_CONST + tail, key_len), (_SALT_CONST + tail, salt_len))
+    )
+    return tek, salt
+
+
+def _derive_keys(
+    inkey: bytes | bytearray,
+    func: PrfFunc,
+    minisip_compat: bool,
+    wanted: tuple[tuple[bytes, int], ...],
+) -> list[bytearray]:
+    """``PRF(inkey, label, length)`` for each (label, length) of ``wanted``.
+
+    The usual case (an inkey shorter than one chunk, outputs of at most one block) uses the
+    inkey in place: PrfKey would copy it only to split it, so there is no private copy to wipe.
+    """
     params = _DIGEST.get(func) if isinstance(func, int) else None
     if (
         params is not None
-        and isinstance(tgk, (bytes, bytearray))
-        and 0 < len(tgk) < _CHUNK
-        and 0 <= key_len <= params[1]
-        and 0 <= salt_len <= params[1]
-    ):  # one chunk, one block each (as in derive_transport_keys)
+        and isinstance(inkey, (bytes, bytearray))
+        and 0 < len(inkey) < _CHUNK
+        and all(0 <= length <= params[1] for _, length in wanted)
+    ):
         digest = params[0]
-        return (
-            _one_block(tgk, _TEK_CONST + tail, digest, key_len),
-            _one_block(tgk, _SALT_CONST + tail, digest, salt_len),
-        )
-    key = PrfKey(tgk, func, minisip_compat=minisip_compat)
+        return [_one_block(inkey, label, digest, length) for label, length in wanted]
+    key = PrfKey(inkey, func, minisip_compat=minisip_compat)
     try:
-        return key.derive(_TEK_CONST + tail, key_len), key.derive(_SALT_CONST + tail, salt_len)
+        return [key.derive(label, length) for label, length in wanted]
     finally:
         key.wipe()
 
@@ -312,27 +325,11 @@ def derive_transport_keys(  # noqa: PLR0917 (agreed signature)
         raise MikeyError(f"unsupported MAC algorithm {mac_alg!r}")
     tail = label_tail(TRANSPORT_CS_ID, csb_id, rand)
     encr, salt, auth = _TRANSPORT_CONSTS
-    params = _DIGEST.get(func) if isinstance(func, int) else None
-    if (
-        params is not None
-        and isinstance(k, (bytes, bytearray))
-        and 0 < len(k) < _CHUNK
-        and max(encr_len, auth_len) <= params[1]
-    ):
-        # The usual case: one inkey chunk and one P block per key. The inkey is used in place
-        # (PrfKey would copy it only to split it), so there is no private copy to wipe.
-        digest = params[0]
-        return TransportKeys(
-            _one_block(k, encr + tail, digest, encr_len),
-            _one_block(k, salt + tail, digest, SALT_KEY_LENGTH),
-            _one_block(k, auth + tail, digest, auth_len),
+    return TransportKeys(
+        *_derive_keys(
+            k,
+            func,
+            minisip_compat,
+            ((encr + tail, encr_len), (salt + tail, SALT_KEY_LENGTH), (auth + tail, auth_len)),
         )
-    key = PrfKey(k, func, minisip_compat=minisip_compat)
-    try:
-        return TransportKeys(
-            key.derive(encr + tail, encr_len),
-            key.derive(salt + tail, SALT_KEY_LENGTH),
-            key.derive(auth + tail, auth_len),
-        )
-    finally:
-        key.wipe()
+    )
