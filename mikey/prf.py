@@ -218,11 +218,13 @@ def _derive_keys(
     inkey in place: PrfKey would copy it only to split it, so there is no private copy to wipe.
     """
     params = _DIGEST.get(func) if isinstance(func, int) else None
+    lengths = [length for _, length in wanted]
     if (
         params is not None
         and isinstance(inkey, (bytes, bytearray))
         and 0 < len(inkey) < _CHUNK
-        and all(0 <= length <= params[1] for _, length in wanted)
+        and min(lengths) >= 0
+        and max(lengths) <= params[1]
     ):
         digest = params[0]
         return [_one_block(inkey, label, digest, length) for label, length in wanted]
