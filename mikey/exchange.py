@@ -27,8 +27,9 @@ import functools
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -56,7 +57,6 @@ from .codec import (
     Rand,
     SecurityPolicy,
     Sign,
-    SpParam,
     SrtpIdEntry,
     Timestamp,
     Verification,
@@ -103,6 +103,7 @@ from .registry import (
 from .replay import ReplayGuard, make_timestamp
 
 Rng = Callable[[int], bytes]
+_V = TypeVar("_V")
 
 INIT_TYPE = {
     Mode.PSK: DataType.PSK_INIT,
@@ -334,61 +335,61 @@ class _Exchange:
         return _cached_policy_from_sp(sp, lenient)
 
 
-# Policies repeat across exchanges; their (pure) conversions and checks are memoised. Only
-# successful checks are cached, so a refused policy is re-examined (and refused) every time.
+class _IdentityMemo(Generic[_V]):
+    """Results of pure functions of immutable objects, keyed by the objects' identities.
+
+    Hashing a frozen dataclass costs a hash per field; the objects here are long-lived
+    (configurations, parsed SP parameter tuples, which the codec memoises) so their ids are the
+    cheap key. Each entry keeps its objects alive, so an id cannot be reused by another object
+    meanwhile. Bounded: cleared when full (fresh objects, e.g. lenient parses, churn it). Only
+    results are stored, so a computation that raises is repeated (and raises) every time.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._entries: dict[tuple[Hashable, ...], tuple[tuple[object, ...], _V]] = {}
+
+    def get(self, key: tuple[Hashable, ...], objs: tuple[object, ...]) -> _V | None:
+        """The stored result for ``key`` if it was computed from these very ``objs``."""
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None and hit[0] == objs else None
+
+    def put(self, key: tuple[Hashable, ...], objs: tuple[object, ...], value: _V) -> _V:
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[key] = (objs, value)
+        return value
+
+
+# Policies repeat across exchanges: their conversions and checks are memoised (_IdentityMemo).
+_POLICIES: _IdentityMemo[SrtpPolicy] = _IdentityMemo()
+_SPS: _IdentityMemo[SecurityPolicy] = _IdentityMemo()
+_CHECKED: _IdentityMemo[bool] = _IdentityMemo()
+
+
 def _cached_policy_from_sp(sp: SecurityPolicy, lenient: bool) -> SrtpPolicy:
     key = (id(sp.params), int(sp.prot_type), lenient)
-    hit = _POLICIES.get(key)
-    if hit is not None and hit[0] is sp.params:
-        return hit[1]
-    policy = policy_from_sp(sp, tag_in_auth_key_len=lenient)
-    if len(_POLICIES) >= _POLICIES_MAX:  # bounded; fresh tuples (lenient parses) churn it
-        _POLICIES.clear()
-    _POLICIES[key] = (sp.params, policy)
-    return policy
-
-
-# Parsed SPs share their params tuple (the codec memoises validated parameter blocks), so the
-# conversion is memoised by the tuple's identity rather than by hashing 13 dataclasses. Each
-# entry keeps its tuple alive, so the id cannot be reused by another object meanwhile.
-_POLICIES: dict[tuple[int, int, bool], tuple[tuple[SpParam, ...], SrtpPolicy]] = {}
-_POLICIES_MAX = 1024
+    hit = _POLICIES.get(key, (sp.params,))
+    if hit is None:
+        hit = _POLICIES.put(key, (sp.params,), policy_from_sp(sp, tag_in_auth_key_len=lenient))
+    return hit
 
 
 def _cached_sp(policy: SrtpPolicy, policy_no: int, style: SpStyle) -> SecurityPolicy:
-    """The SP payload offering ``policy``; memoised by the policy's identity (configurations
-    are long-lived), which is cheaper than hashing its 14 fields."""
+    """The SP payload offering ``policy``."""
     key = (id(policy), policy_no, style)
-    hit = _SPS.get(key)
-    if hit is not None and hit[0] is policy:
-        return hit[1]
-    sp = _sp_from_policy(policy, policy_no, style=style)
-    if len(_SPS) >= _POLICIES_MAX:
-        _SPS.clear()
-    _SPS[key] = (policy, sp)  # keeps the policy alive, so its id stays its own
-    return sp
-
-
-_SPS: dict[tuple[int, int, SpStyle], tuple[SrtpPolicy, SecurityPolicy]] = {}
+    hit = _SPS.get(key, (policy,))
+    if hit is None:
+        hit = _SPS.put(key, (policy,), _sp_from_policy(policy, policy_no, style=style))
+    return hit
 
 
 def _cached_check(acceptable: AcceptablePolicies, policy: SrtpPolicy) -> None:
-    """``acceptable.check(policy)``, remembered by identity for the (immutable) pair.
-
-    Both come from long-lived objects (the configuration and the memoised policy conversion),
-    so identity is the cheap key; hashing them field by field cost more than the check.
-    """
+    """``acceptable.check(policy)``; only successful checks are remembered."""
     key = (id(acceptable), id(policy))
-    hit = _CHECKED.get(key)
-    if hit is not None and hit[0] is acceptable and hit[1] is policy:
-        return
-    acceptable.check(policy)
-    if len(_CHECKED) >= _POLICIES_MAX:
-        _CHECKED.clear()
-    _CHECKED[key] = (acceptable, policy)  # keeps both alive, so the ids stay theirs
-
-
-_CHECKED: dict[tuple[int, int], tuple[AcceptablePolicies, SrtpPolicy]] = {}
+    if _CHECKED.get(key, (acceptable, policy)) is None:
+        acceptable.check(policy)
+        _CHECKED.put(key, (acceptable, policy), True)
 
 
 def _derive_data_sa(
