@@ -491,6 +491,19 @@ def _sign_message(
     return crypto.sign(creds.private_key, body_without_sig, sign_type, hash_alg)
 
 
+def _encode_maced(
+    hdr: Header, payloads: Sequence[Payload], alg: MacAlg, key: bytearray, extra: bytes = b""
+) -> bytes:
+    """Encode with a MAC over everything before it (|| ``extra``) as the message's last field.
+
+    The last payload (KEMAC or V) carries a zero placeholder of the MAC's length (RFC 3830 §5.2).
+    """
+    maclen = MAC_LENGTH[alg]
+    raw = Message(hdr, tuple(payloads)).encode()
+    body = raw[: len(raw) - maclen]  # (a NULL MAC is 0 bytes: never slice with -0)
+    return body + crypto.mac(alg, key, body + extra)
+
+
 def _encode_signed(
     hdr: Header,
     payloads: list[Payload],
@@ -596,10 +609,6 @@ def _check_cert_identity(cert: x509.Certificate, identity: str | None) -> None:
     uris = _cert_uris(cert)
     if identity is not None and uris and identity not in uris:
         raise IdentityError("identity does not match the certificate")
-
-
-def _mac_over_message(alg: MacAlg, key: bytearray, raw: bytes) -> bytes:
-    return crypto.mac(alg, key, raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -784,11 +793,8 @@ class Initiator(_Exchange):
             enc = crypto.encrypt_kemac(cfg.kemac_encr, tk, self._csb_id, self._t_i, plain)
         finally:
             _wipe(plain)
-        maclen = MAC_LENGTH[cfg.kemac_mac]
-        kemac = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(maclen))
-        raw = Message(hdr, (*payloads, kemac)).encode()
-        body = raw[: len(raw) - maclen]
-        return body + crypto.mac(cfg.kemac_mac, tk.auth_key, body)  # RFC 3830 §5.2
+        kemac = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(MAC_LENGTH[cfg.kemac_mac]))
+        return _encode_maced(hdr, (*payloads, kemac), cfg.kemac_mac, tk.auth_key)
 
     def _build_pk(
         self, hdr: Header, payloads: list[Payload], ids: list[Payload], sps: list[SecurityPolicy]
@@ -848,11 +854,8 @@ class Initiator(_Exchange):
         tk = self._psk_transport_keys(EncrAlg.NULL)
         if cfg.kemac_mac == MacAlg.NULL:
             raise MikeyError("DHHMAC needs a MAC algorithm")
-        maclen = MAC_LENGTH[cfg.kemac_mac]
-        kemac = Kemac(EncrAlg.NULL, b"", cfg.kemac_mac, bytes(maclen))
-        raw = Message(hdr, (*payloads, *ids, *sps, dhi, kemac)).encode()
-        body_b = raw[: len(raw) - maclen]
-        return body_b + crypto.mac(cfg.kemac_mac, tk.auth_key, body_b)
+        kemac = Kemac(EncrAlg.NULL, b"", cfg.kemac_mac, bytes(MAC_LENGTH[cfg.kemac_mac]))
+        return _encode_maced(hdr, (*payloads, *ids, *sps, dhi, kemac), cfg.kemac_mac, tk.auth_key)
 
     def _build_rsa_r(
         self, hdr: Header, payloads: list[Payload], ids: list[Payload], sps: list[SecurityPolicy]
@@ -1540,14 +1543,11 @@ class Responder(_Exchange):
                 )
             else:
                 assert ctx.transport is not None
-                maclen = len(msg.find(Kemac).mac)  # type: ignore[union-attr]
-                mac_alg = MacAlg(msg.find(Kemac).mac_alg)  # type: ignore[union-attr]
-                unsigned = Message(
-                    r_hdr,
-                    (t_r, *ids, dhr, dhi, Kemac(EncrAlg.NULL, b"", mac_alg, bytes(maclen))),
-                ).encode()
-                body = unsigned[: len(unsigned) - maclen]
-                answer = body + crypto.mac(mac_alg, ctx.transport.auth_key, body)
+                mac_alg = ctx.v_alg  # the I_MESSAGE's KEMAC MAC, checked in _check_psk_message
+                kemac = Kemac(EncrAlg.NULL, b"", mac_alg, bytes(MAC_LENGTH[mac_alg]))
+                answer = _encode_maced(
+                    r_hdr, (t_r, *ids, dhr, dhi, kemac), mac_alg, ctx.transport.auth_key
+                )
         except BaseException:
             _wipe(tgk)
             raise
@@ -1684,10 +1684,9 @@ class Responder(_Exchange):
     def _v_message(self, hdr: Header, payloads: list[Payload], ctx: _RespCtx) -> bytes:
         assert ctx.transport is not None
         alg = ctx.v_alg  # the KEMAC's MAC algorithm: the auth_key was derived for it
-        maclen = MAC_LENGTH[alg]
-        raw = Message(hdr, (*payloads, Verification(alg, bytes(maclen)))).encode()
-        body = raw[: len(raw) - maclen]  # (a NULL MAC is 0 bytes: never slice with -0)
-        return body + crypto.mac(alg, ctx.transport.auth_key, body + ctx.t_i)
+        v = Verification(alg, bytes(MAC_LENGTH[alg]))
+        # RFC 3830 §5.2: V covers the R_MESSAGE and the initiator's T
+        return _encode_maced(hdr, (*payloads, v), alg, ctx.transport.auth_key, ctx.t_i)
 
     def _error_message(self, exc: MikeyError, ctx: _RespCtx, now: float) -> bytes | None:
         """The ERR message (RFC 3830 §5.1.2), authenticated with V or SIGN when possible."""
