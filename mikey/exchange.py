@@ -491,6 +491,11 @@ def _sign_message(
     return crypto.sign(creds.private_key, body_without_sig, sign_type, hash_alg)
 
 
+def _cert_payloads(creds: Credentials) -> list[Payload]:
+    """CERT payloads of our chain, leaf first (RFC 3830 §6.7)."""
+    return [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
+
+
 def _encode_maced(
     hdr: Header, payloads: Sequence[Payload], alg: MacAlg, key: bytearray, extra: bytes = b""
 ) -> bytes:
@@ -796,6 +801,15 @@ class Initiator(_Exchange):
         kemac = Kemac(cfg.kemac_encr, enc, cfg.kemac_mac, bytes(MAC_LENGTH[cfg.kemac_mac]))
         return _encode_maced(hdr, (*payloads, kemac), cfg.kemac_mac, tk.auth_key)
 
+    def _signed_head(
+        self, payloads: list[Payload], ids: list[Payload], creds: Credentials
+    ) -> list[Payload]:
+        """T, RAND, IDi, our certificate chain and IDr: how a signed I_MESSAGE starts."""
+        head = [*payloads, *ids, *_cert_payloads(creds)]
+        if self.config.peer_identity:
+            head.append(_id_payload(self.config.peer_identity))
+        return head
+
     def _build_pk(
         self, hdr: Header, payloads: list[Payload], ids: list[Payload], sps: list[SecurityPolicy]
     ) -> bytes:
@@ -823,12 +837,7 @@ class Initiator(_Exchange):
             pke = Pke(PkeCache.NO_CACHE, crypto.rsa_encrypt_envelope(_rsa_pub(peer), env_key))
         finally:
             _wipe(env_key)
-        certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
-        chash = _chash(peer)
-        body: list[Payload] = [*payloads, *ids, *certs]
-        if cfg.peer_identity:
-            body.append(_id_payload(cfg.peer_identity))
-        body += [*sps, kemac, chash, pke]
+        body = [*self._signed_head(payloads, ids, creds), *sps, kemac, _chash(peer), pke]
         return _encode_signed(hdr, body, creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash)
 
     def _build_dh(
@@ -843,13 +852,8 @@ class Initiator(_Exchange):
             creds = cfg.credentials
             if creds is None:
                 raise CertificateError("DH mode needs own credentials")
-            certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
-            body: list[Payload] = [*payloads, *ids, *certs]
-            if cfg.peer_identity:
-                body.append(_id_payload(cfg.peer_identity))
-            return _encode_signed(
-                hdr, [*body, *sps, dhi], creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash
-            )
+            body = [*self._signed_head(payloads, ids, creds), *sps, dhi]
+            return _encode_signed(hdr, body, creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash)
         # DHHMAC (RFC 4650): KEMAC with no keys, MAC over the whole message
         tk = self._psk_transport_keys(EncrAlg.NULL)
         if cfg.kemac_mac == MacAlg.NULL:
@@ -864,13 +868,8 @@ class Initiator(_Exchange):
         creds = cfg.credentials
         if creds is None:
             raise CertificateError("RSA-R mode needs own credentials")
-        certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
-        body: list[Payload] = [*payloads, *ids, *certs]
-        if cfg.peer_identity:
-            body.append(_id_payload(cfg.peer_identity))
-        return _encode_signed(
-            hdr, [*body, *sps], creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash
-        )
+        body = [*self._signed_head(payloads, ids, creds), *sps]
+        return _encode_signed(hdr, body, creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash)
 
     # -- processing the answer ------------------------------------------------------------
 
@@ -1533,7 +1532,7 @@ class Responder(_Exchange):
         try:
             if mode == Mode.DH:
                 creds = self._own_creds()
-                certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
+                certs = _cert_payloads(creds)
                 answer = _encode_signed(
                     r_hdr,
                     [t_r, *ids, *certs, dhr, dhi],
@@ -1593,7 +1592,7 @@ class Responder(_Exchange):
                 _wipe(plain)
             kemac = _kemac_mac_alone(cfg.kemac_encr, enc, cfg.kemac_mac, tk.auth_key)
             pke = Pke(PkeCache.NO_CACHE, crypto.rsa_encrypt_envelope(_rsa_pub(cert), env_key))
-            certs = [Cert(CertType.X509V3_SIGN, der) for der in creds.chain_der()]
+            certs = _cert_payloads(creds)
             extra = (cfg.identity or "").encode() + t_r.value
             answer = _encode_signed(
                 r_hdr,
