@@ -21,6 +21,7 @@ import gc
 import os
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 from mikey.exchange import ExchangeConfig, Initiator, StreamSpec
@@ -54,37 +55,35 @@ def _fill(registry: GsaRegistry, count: int) -> None:
     gc.collect()
 
 
+def _bytes_per_gsa(count: int, memory: Callable[[], int]) -> float:
+    """Growth of ``memory()`` per GSA while ``count`` of them are made and established."""
+    registry = GsaRegistry()
+    gc.collect()
+    try:
+        before = memory()
+        _fill(registry, count)
+        return (memory() - before) / count
+    finally:
+        registry.teardown_all()
+
+
+def _traced() -> int:
+    return tracemalloc.get_traced_memory()[0]
+
+
 def _traced_bytes_per_gsa(count: int) -> float:
     # Traced from before the exchanges: a GSA owns its KeyingResult (Registration SA, Data SA
     # entry, key buffers), so that memory counts; the exchanges' garbage is freed by then.
-    registry = GsaRegistry()
-    gc.collect()
     tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
-        _fill(registry, count)
-        after = tracemalloc.get_traced_memory()[0]
+        return _bytes_per_gsa(count, _traced)
     finally:
         tracemalloc.stop()
-        registry.teardown_all()
-    return (after - before) / count
 
 
 def _rss() -> int:
     with open("/proc/self/statm", encoding="ascii") as f:
         return int(f.read().split()[1]) * _PAGE
-
-
-def _rss_bytes_per_gsa(count: int) -> float:
-    registry = GsaRegistry()
-    gc.collect()
-    before = _rss()
-    try:
-        _fill(registry, count)
-        after = _rss()
-    finally:
-        registry.teardown_all()
-    return (after - before) / count
 
 
 def _row(metric: str, ours: float, baseline: float | None, goal: str, passed: bool | None) -> Row:
@@ -102,7 +101,7 @@ def run(quick: bool) -> list[Row]:
     """Rows: bytes per idle GSA at each size, growth against 1k, RSS per GSA."""
     sizes = (1_000, 5_000) if quick else (1_000, 10_000, 100_000)
     # RSS first, while the heap has no free arenas left by an earlier fill to hide growth in.
-    rss = _rss_bytes_per_gsa(sizes[-1])
+    rss = _bytes_per_gsa(sizes[-1], _rss)
     per = {n: _traced_bytes_per_gsa(n) for n in sizes}
     base = per[sizes[0]]
     rows = [
