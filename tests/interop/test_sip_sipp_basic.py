@@ -103,15 +103,12 @@ async def test_our_uac_to_sipp_uas(tmp_path: Path) -> None:
             await proc.wait()
 
 
-@pytest.mark.timeout(60)
-async def test_sipp_uac_to_our_uas(tmp_path: Path) -> None:
-    handler = Recorder()
-    ua = UserAgent(handler, user="bob")
-    _, port = await ua.listen()
-    expected = response_for(BLOB).replace("+", "\\+")
+async def _sipp_uac(tmp_path: Path, port: int, expected: str) -> asyncio.subprocess.Process:
+    """sipp as UAC offering BLOB to our UAS on ``port``; it fails unless the answer's key-mgmt
+    matches the regular expression ``expected``."""
     scenario = (SCENARIOS / "uac_keymgmt.xml").read_text().replace("@EXPECTED@", expected)
     (tmp_path / "uac.xml").write_text(scenario)
-    proc = await run_sipp(
+    return await run_sipp(
         [
             "-sf",
             "uac.xml",
@@ -126,6 +123,14 @@ async def test_sipp_uac_to_our_uas(tmp_path: Path) -> None:
         ],
         tmp_path,
     )
+
+
+@pytest.mark.timeout(60)
+async def test_sipp_uac_to_our_uas(tmp_path: Path) -> None:
+    handler = Recorder()
+    ua = UserAgent(handler, user="bob")
+    _, port = await ua.listen()
+    proc = await _sipp_uac(tmp_path, port, response_for(BLOB).replace("+", "\\+"))
     try:
         code, log = await finish(proc, tmp_path)
         assert code == 0, log
@@ -147,23 +152,7 @@ async def test_sipp_uac_detects_wrong_answer(tmp_path: Path) -> None:
     handler = Recorder()
     ua = UserAgent(handler, user="bob")
     _, port = await ua.listen()
-    scenario = (SCENARIOS / "uac_keymgmt.xml").read_text().replace("@EXPECTED@", "bm90LXRoaXM=")
-    (tmp_path / "uac.xml").write_text(scenario)
-    proc = await run_sipp(
-        [
-            "-sf",
-            "uac.xml",
-            "-key",
-            "km",
-            BLOB,
-            "-s",
-            "bob",
-            "-p",
-            str(free_udp_port()),
-            f"127.0.0.1:{port}",
-        ],
-        tmp_path,
-    )
+    proc = await _sipp_uac(tmp_path, port, "bm90LXRoaXM=")
     try:
         code, _ = await finish(proc, tmp_path)
         assert code != 0
