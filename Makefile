@@ -15,7 +15,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml
+$(STAMP): $(PY) pyproject.toml mikey/_speedups.c
 	$(PIP) install -q -e '.[dev,media]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from . import _accel
 from .errors import AuthenticationError, CertificateError, MikeyError
 from .prf import ENCR_KEY_LENGTH, SALT_KEY_LENGTH, TransportKeys, hmac_digest
 from .registry import MAC_LENGTH, EncrAlg, HashFunc, MacAlg, SignType
@@ -47,7 +48,8 @@ __all__ = [
 #: Encr data len is a 16-bit field (RFC 3830 §6.2).
 MAX_KEMAC_DATA = 0xFFFF
 
-_MAC_DIGEST = {MacAlg.HMAC_SHA_1_160: "sha1", MacAlg.HMAC_SHA_256_256: "sha256"}
+# MAC algorithm -> (hashlib name, the accelerator's digest number)
+_MAC_DIGEST = {MacAlg.HMAC_SHA_1_160: ("sha1", 1), MacAlg.HMAC_SHA_256_256: ("sha256", 2)}
 _CERT_DIGEST = {HashFunc.SHA_1: "sha1", HashFunc.MD5: "md5", HashFunc.SHA_256: "sha256"}
 
 
@@ -96,12 +98,20 @@ def _encr_key(alg: EncrAlg, keys: TransportKeys) -> bytearray:
 
 def _aes_cm(
     alg: EncrAlg, keys: TransportKeys, csb_id: int, ts_value: bytes, data: bytes | bytearray
-) -> bytes:
+) -> bytearray:
     key = _encr_key(alg, keys)
     iv = kemac_iv(keys.salt_key, csb_id, ts_value)
-    # The bytearray itself, not an immutable (unwipeable) bytes copy of the key.
+    c = _accel.speedups
+    if c is not None:
+        return c.aes_ctr(key, iv, data)
+    # The bytearray itself, not an immutable (unwipeable) bytes copy of the key; the output
+    # goes straight into a bytearray the caller can wipe.
+    out = bytearray(len(data) + 15)
     ctx = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
-    return ctx.update(data) + ctx.finalize()
+    n = ctx.update_into(data, out)
+    ctx.finalize()
+    del out[n:]
+    return out
 
 
 _ENCR_ALGS: dict[int, EncrAlg] = {int(a): a for a in EncrAlg}
@@ -142,7 +152,7 @@ def encrypt_kemac(
                 f"of 8 bytes; got {len(plaintext)} bytes (size the key data accordingly)"
             )
         return aes_key_wrap(bytes(key), bytes(plaintext))
-    return _aes_cm(alg, keys, csb_id, ts_value, plaintext)
+    return bytes(_aes_cm(alg, keys, csb_id, ts_value, plaintext))
 
 
 def decrypt_kemac(
@@ -164,7 +174,7 @@ def decrypt_kemac(
             return bytearray(aes_key_unwrap(bytes(key), bytes(ciphertext)))
         except (InvalidUnwrap, ValueError):
             raise AuthenticationError() from None
-    return bytearray(_aes_cm(alg, keys, csb_id, ts_value, ciphertext))
+    return _aes_cm(alg, keys, csb_id, ts_value, ciphertext)
 
 
 # --- MAC (RFC 3830 §6.2, §6.9) ----------------------------------------------------------------
@@ -177,7 +187,10 @@ def mac(alg: MacAlg, key: bytes | bytearray, data: bytes | bytearray) -> bytes:
         if alg == MacAlg.NULL:
             return b""
         raise MikeyError(f"unsupported MAC algorithm {alg}")
-    return hmac_digest(key, data, digest)
+    c = _accel.speedups
+    if c is not None:
+        return c.hmac(digest[1], key, data)
+    return hmac_digest(key, data, digest[0])
 
 
 def verify_mac(

@@ -10,6 +10,11 @@ Labels are ``constant(32) || cs_id(8) || CSB ID(32) || RAND`` (RFC 3830 §4.1.3,
 :class:`PrfKey` keeps one keyed HMAC state per chunk and copies it per block, so deriving
 several keys from one inkey (the three transport keys, TEK and salt) costs a few microseconds.
 
+Where the C accelerator (:mod:`mikey._accel`) was built, :func:`prf`, :func:`derive`,
+:func:`derive_tek_salt` and :func:`derive_transport_keys` run in it: one call per key set, each
+chunk's HMAC key prepared once. The Python code below is the reference it is tested against and
+the fallback where it is absent (``PrfKey`` is always the Python code).
+
 ``minisip_compat=True`` reproduces minisip's libmikey bug: it takes the last chunk length as
 ``len(inkey) % 32``, i.e. an *empty* HMAC key for the last chunk when the inkey length is a
 multiple of 32. Only inkeys of 32, 64, ... bytes are affected; use it solely to talk to such
@@ -23,6 +28,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from . import _accel
 from ._frozen import fast_init
 from .errors import MikeyError
 from .registry import EncrAlg, MacAlg, PrfFunc
@@ -80,9 +86,11 @@ SALT_KEY_LENGTH = 14
 MAX_OUTPUT_LENGTH = 65536
 
 _CHUNK = 32  # RFC 3830 §4.1.2: the inkey is split into 256-bit pieces
-_DIGEST: dict[int, tuple[str, int]] = {
-    PrfFunc.MIKEY_1: ("sha1", 20),
-    PrfFunc.PRF_HMAC_SHA_256: ("sha256", 32),
+_MAX_TAIL = 4096  # the accelerator's label buffer (a tail is 5 bytes + RAND, RAND <= 255)
+# PRF func -> (hashlib name, block size, the accelerator's digest number)
+_DIGEST: dict[int, tuple[str, int, int]] = {
+    PrfFunc.MIKEY_1: ("sha1", 20, 1),
+    PrfFunc.PRF_HMAC_SHA_256: ("sha256", 32, 2),
 }
 _LABEL_HEAD = struct.Struct(">IBI")
 
@@ -94,12 +102,11 @@ except ImportError:  # pragma: no cover - CPython without OpenSSL
     hmac_digest = hmac.digest  # type: ignore[assignment]
 _HMAC = hmac_digest
 _LABEL_TAIL = struct.Struct(">BI")
-_TEK_CONST = KeyConst.TEK.to_bytes(4, "big")
-_SALT_CONST = KeyConst.SALT.to_bytes(4, "big")
-_TRANSPORT_CONSTS = tuple(
-    c.to_bytes(4, "big")
-    for c in (KeyConst.TRANSPORT_ENCR, KeyConst.TRANSPORT_SALT, KeyConst.TRANSPORT_AUTH)
-)
+_TEK_CONST = int(KeyConst.TEK)
+_SALT_CONST = int(KeyConst.SALT)
+_TRANSPORT_ENCR = int(KeyConst.TRANSPORT_ENCR)
+_TRANSPORT_SALT = int(KeyConst.TRANSPORT_SALT)
+_TRANSPORT_AUTH = int(KeyConst.TRANSPORT_AUTH)
 
 
 def label(const: int, cs_id: int, csb_id: int, rand: bytes) -> bytes:
@@ -137,7 +144,7 @@ class PrfKey:
         params = _DIGEST.get(func) if isinstance(func, int) else None
         if params is None:
             raise MikeyError(f"unsupported PRF func {func!r}")
-        digest, block = params
+        digest, block, _ = params
         if not isinstance(inkey, (bytes, bytearray)):
             raise MikeyError("PRF inkey must be bytes or bytearray")
         size = len(inkey)
@@ -201,7 +208,7 @@ def derive_tek_salt(  # noqa: PLR0917 (mirrors derive_transport_keys)
     """
     tail = label_tail(cs_id, csb_id, rand)
     tek, salt = _derive_keys(
-        tgk, func, minisip_compat, ((_TEK_CONST + tail, key_len), (_SALT_CONST + tail, salt_len))
+        tgk, func, minisip_compat, tail, ((_TEK_CONST, key_len), (_SALT_CONST, salt_len))
     )
     return tek, salt
 
@@ -210,27 +217,35 @@ def _derive_keys(
     inkey: bytes | bytearray,
     func: PrfFunc,
     minisip_compat: bool,
-    wanted: tuple[tuple[bytes, int], ...],
+    tail: bytes,
+    wanted: tuple[tuple[int, int], ...],
 ) -> list[bytearray]:
-    """``PRF(inkey, label, length)`` for each (label, length) of ``wanted``.
+    """``PRF(inkey, const || tail, length)`` for each (const, length) of ``wanted``.
 
-    The usual case (an inkey shorter than one chunk, outputs of at most one block) uses the
-    inkey in place: PrfKey would copy it only to split it, so there is no private copy to wipe.
+    The accelerator prepares the inkey's chunks once for all of them. In Python, the usual case
+    (an inkey shorter than one chunk, outputs of at most one block) uses the inkey in place:
+    PrfKey would copy it only to split it, so there is no private copy to wipe.
     """
     params = _DIGEST.get(func) if isinstance(func, int) else None
     lengths = [length for _, length in wanted]
     if (
         params is not None
         and isinstance(inkey, (bytes, bytearray))
-        and 0 < len(inkey) < _CHUNK
         and min(lengths) >= 0
-        and max(lengths) <= params[1]
+        and max(lengths) <= MAX_OUTPUT_LENGTH
     ):
-        digest = params[0]
-        return [_one_block(inkey, label, digest, length) for label, length in wanted]
+        c = _accel.speedups
+        if c is not None and inkey and len(tail) <= _MAX_TAIL:
+            return c.prf_many(params[2], inkey, tail, wanted, minisip_compat)
+        if 0 < len(inkey) < _CHUNK and max(lengths) <= params[1]:
+            digest = params[0]
+            return [
+                _one_block(inkey, const.to_bytes(4, "big") + tail, digest, length)
+                for const, length in wanted
+            ]
     key = PrfKey(inkey, func, minisip_compat=minisip_compat)
     try:
-        return [key.derive(label, length) for label, length in wanted]
+        return [key.derive(const.to_bytes(4, "big") + tail, length) for const, length in wanted]
     finally:
         key.wipe()
 
@@ -262,6 +277,18 @@ def prf(
     minisip_compat: bool = False,
 ) -> bytearray:
     """The MIKEY PRF (RFC 3830 §4.1.2; PRF-HMAC-SHA-256 per RFC 6043 §6.1)."""
+    c = _accel.speedups
+    params = _DIGEST.get(func) if isinstance(func, int) else None
+    if (
+        c is not None
+        and params is not None
+        and isinstance(inkey, (bytes, bytearray))
+        and inkey
+        and isinstance(label, (bytes, bytearray))
+        and isinstance(length, int)
+        and 0 <= length <= MAX_OUTPUT_LENGTH
+    ):
+        return c.prf(params[2], inkey, label, length, minisip_compat)
     key = PrfKey(inkey, func, minisip_compat=minisip_compat)
     try:
         return key.derive(label, length)
@@ -326,12 +353,16 @@ def derive_transport_keys(  # noqa: PLR0917 (agreed signature)
     if auth_len is None:
         raise MikeyError(f"unsupported MAC algorithm {mac_alg!r}")
     tail = label_tail(TRANSPORT_CS_ID, csb_id, rand)
-    encr, salt, auth = _TRANSPORT_CONSTS
     return TransportKeys(
         *_derive_keys(
             k,
             func,
             minisip_compat,
-            ((encr + tail, encr_len), (salt + tail, SALT_KEY_LENGTH), (auth + tail, auth_len)),
+            tail,
+            (
+                (_TRANSPORT_ENCR, encr_len),
+                (_TRANSPORT_SALT, SALT_KEY_LENGTH),
+                (_TRANSPORT_AUTH, auth_len),
+            ),
         )
     )

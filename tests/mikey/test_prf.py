@@ -24,6 +24,9 @@ from mikey.prf import (
 )
 from mikey.registry import EncrAlg, MacAlg, PrfFunc
 
+# Every test runs through the C accelerator and through the pure-Python reference.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 RAND = bytes.fromhex("00112233445566778899aabbccddeeff")
 CSB = 0x12345678
 LABEL = bytes.fromhex("2ad01c640112345678") + RAND

@@ -1,0 +1,26 @@
+"""The optional C accelerator of the key schedule and KEMAC primitives, or ``None``.
+
+``mikey/_speedups.c`` computes the MIKEY PRF, HMAC and AES-CTR with OpenSSL in one call each;
+:mod:`mikey.prf` and :mod:`mikey.crypto` use it when it was built and keep their pure-Python code
+as the reference (and as the fallback where it was not built). Setting the environment variable
+``MIKEY_PURE_PYTHON=1`` before import turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["accelerated", "speedups"]
+
+try:
+    from . import _speedups as speedups
+except ImportError:  # built without a C compiler or OpenSSL headers: the Python code runs
+    speedups = None  # type: ignore[assignment]
+
+if os.environ.get("MIKEY_PURE_PYTHON", "") not in ("", "0"):
+    speedups = None  # type: ignore[assignment]
+
+
+def accelerated() -> bool:
+    """True when the C accelerator is in use."""
+    return speedups is not None
