@@ -62,8 +62,11 @@ async def _stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> 
 async def test_gstreamer_rtspsrc_plays_our_tone(tmp_path: Path) -> None:
     out = tmp_path / "x.wav"
     async with RtspServer({"/tone": lambda: ToneSource(1250)}) as server:
+        # --foreground: timeout forwards our SIGINT to gst-launch only. Without it, it also
+        # signals its own process group, gst-launch gets a second SIGINT while handling the
+        # first (EOS) and dies of it now and then (returncode -2).
         proc = await asyncio.create_subprocess_exec(
-            "timeout", "30", "gst-launch-1.0", "-e", "-q",
+            "timeout", "--foreground", "30", "gst-launch-1.0", "-e", "-q",
             "rtspsrc", f"location={server.url('tone')}", "protocols=tcp", "!",
             "rtppcmudepay", "!", "mulawdec", "!", "audioconvert", "!", "wavenc", "!",
             "filesink", f"location={out}",
