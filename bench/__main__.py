@@ -57,6 +57,12 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _key_schedule() -> str:
+    from mikey import _accel
+
+    return "C accelerator" if _accel.accelerated() else "pure Python"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="short run (under a minute)")
@@ -93,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {name}: {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     print(
         f"machine: {platform.machine()} {platform.processor() or ''} python "
-        f"{platform.python_version()}; {time.perf_counter() - started:.0f}s total"
+        f"{platform.python_version()}; mikey key schedule: {_key_schedule()}; "
+        f"{time.perf_counter() - started:.0f}s total"
     )
     print(render(rows))
     if args.json:

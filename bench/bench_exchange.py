@@ -11,7 +11,9 @@ performs, measured in the same run with OpenSSL's one-shot HMAC (``_hashlib.hmac
 * DHHMAC: 2 modexps per side, the PSK transport keys on both sides, two MACs and checks.
 * RSA-R: 2 signatures, 2 verifies, 2 chain verifies, RSA envelope encrypt/decrypt.
 
-Trials alternate (ours, raw, ours, raw, ...); medians are compared. Goals: PSK >= 10,000 round
+Trials alternate (ours, raw, ours, raw, ...); medians are compared. Where the C accelerator
+(``mikey._speedups``) is in use, one more row shows the PSK round trip on the pure-Python
+fallback against the same floor, for information. Goals: PSK >= 10,000 round
 trips/s and <= 3x its raw crypto cost; PK/DH/DHHMAC/RSA-R within 1.3x of their floor.
 The PKI comes from ``tests.mikey.certs`` (run from the repository root).
 """
@@ -28,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from mikey import _accel
 from mikey.dh import DH_PARAMS
 from mikey.exchange import (
     CsbTable,
@@ -59,8 +62,14 @@ CASES: Cases = {
 }
 
 
-def _ours(mode: Mode, verify: bool, n: int) -> float:
+def _ours(mode: Mode, verify: bool, n: int, *, pure: bool = False) -> float:
     """Seconds per round trip (fresh replay cache and CSB table per trial)."""
+    if pure:
+        saved, _accel.speedups = _accel.speedups, None
+        try:
+            return _ours(mode, verify, n)
+        finally:
+            _accel.speedups = saved
     i_cfg, r_cfg = configs(mode, i_verify=verify)
     r_cfg = replace(r_cfg, replay=ReplayGuard(), csbs=CsbTable())
     i_cfg = replace(i_cfg, replay=ReplayGuard())
@@ -179,27 +188,35 @@ def run(quick: bool) -> list[dict[str, object]]:
     """One row per mode: round trips/s ours vs the raw crypto floor, and the cost ratio."""
     rows: list[dict[str, object]] = []
     trials = 5 if quick else 9
-    for name, (mode, verify) in CASES.items():
+    cases = [(name, mode, verify, False) for name, (mode, verify) in CASES.items()]
+    if _accel.accelerated():
+        cases.append(("PSK", Mode.PSK, False, True))
+    for name, mode, verify, pure in cases:
         fast = mode == Mode.PSK
         n = (400 if quick else 3000) if fast else (15 if quick else 60)
         op = _raw_for(mode, verify)
-        _ours(mode, verify, 2)  # warm-up: certificates, caches
+        _ours(mode, verify, 2, pure=pure)  # warm-up: certificates, caches
         ours: list[float] = []
         raw: list[float] = []
         for _ in range(trials):
-            ours.append(_ours(mode, verify, n))
+            ours.append(_ours(mode, verify, n, pure=pure))
             raw.append(_raw(op, n))
         o, r = statistics.median(ours), statistics.median(raw)
         ratio = o / r
-        if fast:
+        passed: bool | None
+        if pure:
+            goal = "information: the pure-Python fallback (no C accelerator)"
+            passed = None
+        elif fast:
             goal = f">= {PSK_GOAL_RATE} round trips/s and <= {PSK_GOAL_RATIO}x raw crypto"
             passed = 1 / o >= PSK_GOAL_RATE and ratio <= PSK_GOAL_RATIO
         else:
             goal = f"<= {ASYM_GOAL_RATIO}x raw crypto"
             passed = ratio <= ASYM_GOAL_RATIO
+        label = f"{name}, pure Python" if pure else name
         rows.append(
             {
-                "metric": f"MIKEY {name} round trips/s (ours) vs raw crypto floor (baseline)",
+                "metric": f"MIKEY {label} round trips/s (ours) vs raw crypto floor (baseline)",
                 "ours": round(1 / o),
                 "baseline": round(1 / r),
                 "ratio": round(ratio, 2),
