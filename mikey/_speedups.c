@@ -17,6 +17,13 @@
  *   aes_ctr(key, iv, data) -> bytearray
  *       AES-CTR with a 128-bit big-endian counter (AES-CM as MIKEY and SRTP use it), AES-128
  *       or AES-256 by key length.
+ *   modexp(base, exponent, modulus) -> bytearray
+ *       base^exponent mod modulus (big-endian, output as long as the modulus) with OpenSSL's
+ *       constant-time Montgomery exponentiation, for the DH private exponent (Python's pow
+ *       takes time that depends on the exponent's bits). Odd modulus only.
+ *   jacobi(a, n) -> int
+ *       The Jacobi symbol (a/n) for odd n > 0 (OpenSSL's BN_kronecker), the DH subgroup check
+ *       of a public peer value.
  *
  * Every buffer that held key material or keyed hash state is cleansed before it is freed.
  * Errors are ValueError/TypeError with fixed texts (the Python callers check arguments before
@@ -30,6 +37,7 @@
 /* The one-shot SHA state API is deprecated in OpenSSL 3 but is the cheapest way to copy a
  * keyed hash state: a struct copy, no allocation, no provider lookup. */
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -347,12 +355,90 @@ done:
     return out;
 }
 
+static PyObject *speedups_modexp(PyObject *self, PyObject *args) {
+    Py_buffer base, exponent, modulus;
+    BIGNUM *b = NULL, *e = NULL, *m = NULL, *r = NULL;
+    BN_CTX *bn = NULL;
+    PyObject *out = NULL;
+
+    if (!PyArg_ParseTuple(args, "y*y*y*", &base, &exponent, &modulus)) return NULL;
+    if (modulus.len <= 0 || modulus.len > 1024 || exponent.len > 1024 || base.len > 1024 ||
+        !(((const unsigned char *)modulus.buf)[modulus.len - 1] & 1)) {
+        PyErr_SetString(PyExc_ValueError, "modexp needs an odd modulus of 1..8192 bits");
+        goto done;
+    }
+    bn = BN_CTX_secure_new();
+    b = BN_bin2bn(base.buf, (int)base.len, NULL);
+    e = BN_secure_new();
+    m = BN_bin2bn(modulus.buf, (int)modulus.len, NULL);
+    r = BN_secure_new();
+    if (!bn || !b || !e || !m || !r || !BN_bin2bn(exponent.buf, (int)exponent.len, e)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    BN_set_flags(e, BN_FLG_CONSTTIME);
+    out = PyByteArray_FromStringAndSize(NULL, modulus.len);
+    if (!out) goto done;
+    if (!BN_mod_exp_mont_consttime(r, b, e, m, bn, NULL) ||
+        BN_bn2binpad(r, (unsigned char *)PyByteArray_AS_STRING(out), (int)modulus.len) < 0) {
+        Py_CLEAR(out);
+        PyErr_SetString(PyExc_ValueError, "modexp failed");
+    }
+done:
+    BN_clear_free(b);
+    BN_clear_free(e);
+    BN_free(m);
+    BN_clear_free(r);
+    BN_CTX_free(bn);
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&exponent);
+    PyBuffer_Release(&modulus);
+    return out;
+}
+
+static PyObject *speedups_jacobi(PyObject *self, PyObject *args) {
+    Py_buffer a, n;
+    BIGNUM *ba = NULL, *bn_ = NULL;
+    BN_CTX *ctx = NULL;
+    PyObject *out = NULL;
+    int k;
+
+    if (!PyArg_ParseTuple(args, "y*y*", &a, &n)) return NULL;
+    if (n.len <= 0 || n.len > 1024 || a.len > 1024 ||
+        !(((const unsigned char *)n.buf)[n.len - 1] & 1)) {
+        PyErr_SetString(PyExc_ValueError, "jacobi needs an odd n of 1..8192 bits");
+        goto done;
+    }
+    ctx = BN_CTX_new();
+    ba = BN_bin2bn(a.buf, (int)a.len, NULL);
+    bn_ = BN_bin2bn(n.buf, (int)n.len, NULL);
+    if (!ctx || !ba || !bn_) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    k = BN_kronecker(ba, bn_, ctx);
+    if (k == -2) {
+        PyErr_SetString(PyExc_ValueError, "jacobi failed");
+        goto done;
+    }
+    out = PyLong_FromLong(k);
+done:
+    BN_free(ba);
+    BN_free(bn_);
+    BN_CTX_free(ctx);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&n);
+    return out;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"prf", speedups_prf, METH_VARARGS, "PRF(inkey, label, length) of RFC 3830 §4.1.2."},
     {"prf_many", speedups_prf_many, METH_VARARGS,
      "PRF(inkey, const || tail, length) for each (const, length)."},
     {"hmac", speedups_hmac, METH_VARARGS, "HMAC-SHA-1 (1) or HMAC-SHA-256 (2) of data."},
     {"aes_ctr", speedups_aes_ctr, METH_VARARGS, "AES-CTR with a 128-bit counter."},
+    {"modexp", speedups_modexp, METH_VARARGS, "Constant-time base^exponent mod modulus."},
+    {"jacobi", speedups_jacobi, METH_VARARGS, "Jacobi symbol (a/n) for odd n."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,6 +24,9 @@ from mikey.dh import (
 from mikey.errors import MikeyError, ProtocolError
 from mikey.registry import DhGroup, ErrorNo
 
+# Every test runs through the C accelerator and through the pure-Python reference.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 GROUPS = list(DhGroup)
 
 

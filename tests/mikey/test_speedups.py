@@ -18,10 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mikey import _accel
+from mikey.dh import DH_PARAMS, _jacobi
 from mikey.exchange import CsbTable, StreamSpec
 from mikey.keying import KeyingResult, Mode
 from mikey.prf import PrfKey
-from mikey.registry import PrfFunc
+from mikey.registry import DhGroup, PrfFunc
 from mikey.replay import ReplayGuard
 
 from .conftest import _built, require_accelerator
@@ -120,6 +121,57 @@ def test_aes_ctr_counter_wraps_128_bits() -> None:
     assert bytes(_C.aes_ctr(key, iv, bytes(64))) == ctx.update(bytes(64)) + ctx.finalize()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    group=st.sampled_from(list(DhGroup)),
+    base=st.integers(min_value=0),
+    exponent=st.integers(min_value=0, max_value=(1 << 1600) - 1),
+)
+def test_modexp_matches_pow(group: DhGroup, base: int, exponent: int) -> None:
+    p = DH_PARAMS[group].p
+    size = DH_PARAMS[group].length
+    base %= p
+    got = _C.modexp(
+        base.to_bytes(size, "big"), exponent.to_bytes(200, "big"), p.to_bytes(size, "big")
+    )
+    assert type(got) is bytearray
+    assert bytes(got) == pow(base, exponent, p).to_bytes(size, "big")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=st.integers(min_value=0, max_value=(1 << 1600)),
+    n=st.integers(min_value=0, max_value=(1 << 1540)),
+)
+def test_jacobi_matches_python(a: int, n: int) -> None:
+    n |= 1
+    assert _C.jacobi(a.to_bytes(201, "big"), n.to_bytes(194, "big")) == _jacobi(a, n)
+
+
+def test_jacobi_of_group_elements() -> None:
+    """Squares are residues, the generator's odd powers of OAKLEY 5 (g = 2, p = 7 mod 8) too."""
+    params = DH_PARAMS[DhGroup.OAKLEY_5]
+    pb = params.p.to_bytes(params.length, "big")
+    for k in range(1, 40):
+        y = pow(3 + k, 2, params.p)
+        assert _C.jacobi(y.to_bytes(params.length, "big"), pb) == 1
+        assert _C.jacobi((params.p - y).to_bytes(params.length, "big"), pb) == -1  # -1 is not
+    assert _C.jacobi(bytes(params.length), pb) == 0
+
+
+def test_modexp_edge_values() -> None:
+    p = DH_PARAMS[DhGroup.OAKLEY_1].p
+    pb = p.to_bytes(96, "big")
+    for base, exponent in [(0, 5), (1, 0), (0, 0), (p - 1, 2), (2, p - 2), (p + 5, 3)]:
+        got = _C.modexp(base.to_bytes(97, "big"), exponent.to_bytes(97, "big"), pb)
+        assert bytes(got) == pow(base, exponent, p).to_bytes(96, "big"), (base, exponent)
+    # small odd moduli too
+    for m in (3, 5, 255, 65537):
+        for base in range(12):
+            got = _C.modexp(bytes([base]), b"\x07", m.to_bytes(3, "big"))
+            assert int.from_bytes(got, "big") == pow(base, 7, m)
+
+
 @pytest.mark.parametrize(
     ("call", "error"),
     [
@@ -136,6 +188,11 @@ def test_aes_ctr_counter_wraps_128_bits() -> None:
         (lambda: _C.hmac(0, b"k", b""), ValueError),
         (lambda: _C.aes_ctr(bytes(24), bytes(16), b"x"), ValueError),
         (lambda: _C.aes_ctr(bytes(16), bytes(12), b"x"), ValueError),
+        (lambda: _C.modexp(b"\x02", b"\x05", b"\x10"), ValueError),  # even modulus
+        (lambda: _C.modexp(b"\x02", b"\x05", b""), ValueError),
+        (lambda: _C.modexp(b"\x02", bytes(1025), b"\x0b"), ValueError),
+        (lambda: _C.jacobi(b"\x02", b"\x10"), ValueError),
+        (lambda: _C.jacobi(b"\x02", b""), ValueError),
     ],
 )
 def test_bad_arguments_raise(call: object, error: type[Exception]) -> None:
