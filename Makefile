@@ -15,7 +15,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# The C accelerator (mikey/_speedups.c) builds against OpenSSL's headers; as root they are
+# installed when missing (without them the install still works, on the pure-Python code).
 $(STAMP): $(PY) pyproject.toml mikey/_speedups.c
+	@if [ "$$(id -u)" = "0" ] && ! dpkg -s libssl-dev >/dev/null 2>&1; then \
+	  apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libssl-dev >/dev/null; \
+	fi
 	$(PIP) install -q -e '.[dev,media]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
