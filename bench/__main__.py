@@ -58,9 +58,9 @@ def render(rows: list[Row]) -> str:
 
 
 def _key_schedule() -> str:
-    from mikey import _accel
+    import mikey
 
-    return "C accelerator" if _accel.accelerated() else "pure Python"
+    return "C accelerator" if mikey.accelerated() else "pure Python"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from ._accel import accelerated
 from .codec import Leniency, Message, parse_message
 from .errors import DecodeError, MikeyError
 
-__all__ = ["DecodeError", "Leniency", "Message", "MikeyError", "parse_message"]
+__all__ = ["DecodeError", "Leniency", "Message", "MikeyError", "accelerated", "parse_message"]

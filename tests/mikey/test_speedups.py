@@ -247,3 +247,29 @@ def test_exchange_identical_in_both_implementations(
     if mode in DETERMINISTIC_MESSAGES:
         assert c_msg == py_msg
         assert c_answer == py_answer
+
+
+def test_accelerated_reports_the_implementation_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mikey
+
+    monkeypatch.setattr(_accel, "speedups", _C)
+    assert mikey.accelerated() is True
+    monkeypatch.setattr(_accel, "speedups", None)
+    assert mikey.accelerated() is False
+
+
+def test_pure_python_environment_variable_turns_it_off() -> None:
+    import subprocess
+    import sys
+
+    code = "import mikey, mikey.prf as p; print(mikey.accelerated(), p._accel.speedups is None)"
+    for env, expected in (({"MIKEY_PURE_PYTHON": "1"}, "False True"), ({}, "True False")):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert out.stdout.strip() == expected, out.stderr
