@@ -1,9 +1,13 @@
 """The C accelerator (mikey/_speedups.c) against the pure-Python reference it replaces.
 
+test_prf, test_crypto and test_dh run all their vectors and their hypothesis tests (against a
+naive HMAC-by-hand PRF, hashlib, cryptography, pow) through both implementations; this file adds
+what those cannot reach: the C functions called directly, their argument checks, and whole
+exchanges that must agree byte for byte.
+
 Oracles: ``hmac``/``hashlib`` and ``cryptography`` for the primitives, ``mikey.prf.PrfKey`` (the
 Python PRF, itself checked against the MIKEY-SPEC vectors and a naive HMAC in test_prf) for the
-PRF, and whole exchanges run once per implementation, which must agree byte for byte.
-test_prf and test_crypto run all their vectors through both implementations as well.
+PRF, ``pow`` and the Python Jacobi for the DH arithmetic.
 """
 
 from __future__ import annotations
@@ -43,22 +47,6 @@ def _python_prf(inkey: bytes, lab: bytes, length: int, func: PrfFunc, compat: bo
         return bytes(key.derive(lab, length))
     finally:
         key.wipe()
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    inkey=st.binary(min_size=1, max_size=140),
-    lab=st.binary(max_size=300),
-    length=st.integers(min_value=0, max_value=200),
-    func=st.sampled_from(list(PrfFunc)),
-    compat=st.booleans(),
-)
-def test_prf_matches_python(
-    inkey: bytes, lab: bytes, length: int, func: PrfFunc, compat: bool
-) -> None:
-    out = _C.prf(_DIGEST[func], inkey, lab, length, compat)
-    assert type(out) is bytearray
-    assert bytes(out) == _python_prf(inkey, lab, length, func, compat)
 
 
 def test_prf_chunk_boundaries() -> None:
