@@ -20,6 +20,16 @@ from mikey.pki import Credentials, StaticPskStore, TrustStore
 from . import certs
 
 NOW = certs.NOW.timestamp()
+#: Every exchange mode with and without V where V exists (PSK and PK; the others always answer).
+EVERY_MODE: list[tuple[Mode, bool]] = [
+    (Mode.PSK, False),
+    (Mode.PSK, True),
+    (Mode.PK, False),
+    (Mode.PK, True),
+    (Mode.DH, False),
+    (Mode.DHHMAC, False),
+    (Mode.RSA_R, False),
+]
 PSK = bytes(range(16))
 ALICE = "sip:alice@example.com"
 BOB = "sip:bob@example.com"

@@ -30,7 +30,7 @@ from mikey.registry import DhGroup, PrfFunc
 from mikey.replay import ReplayGuard
 
 from .conftest import _built, require_accelerator
-from .pair import NOW, Pair, configs
+from .pair import EVERY_MODE, NOW, Pair, configs
 
 _C: Any = _built()
 _DIGEST = {PrfFunc.MIKEY_1: 1, PrfFunc.PRF_HMAC_SHA_256: 2}
@@ -212,17 +212,7 @@ def _keys(result: KeyingResult) -> list[tuple[int, bytes, bytes]]:
 DETERMINISTIC_MESSAGES = {Mode.PSK, Mode.DH, Mode.DHHMAC}
 
 
-@pytest.mark.parametrize(
-    ("mode", "verify"),
-    [
-        (Mode.PSK, False),
-        (Mode.PSK, True),
-        (Mode.PK, False),
-        (Mode.DH, False),
-        (Mode.DHHMAC, False),
-        (Mode.RSA_R, False),
-    ],
-)
+@pytest.mark.parametrize(("mode", "verify"), EVERY_MODE)
 def test_exchange_identical_in_both_implementations(
     mode: Mode, verify: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

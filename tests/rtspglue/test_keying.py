@@ -36,18 +36,10 @@ from rtspglue.server import (
 )
 from srtp import _libsrtp
 from srtp.gsa import GsaRegistry
-from tests.mikey.pair import configs
+from tests.mikey.pair import EVERY_MODE, configs
 
 TONE = 1000.0
-REAL_MODES = [
-    (Mode.PSK, False),
-    (Mode.PSK, True),
-    (Mode.PK, False),
-    (Mode.PK, True),
-    (Mode.DH, False),
-    (Mode.DHHMAC, False),
-    (Mode.RSA_R, False),
-]
+REAL_MODES = EVERY_MODE
 
 
 @dataclass

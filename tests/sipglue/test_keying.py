@@ -31,18 +31,10 @@ from sipglue.transport import Address, LossyDatagramWrapper, Transport, UdpTrans
 from sipglue.ua import Call, TerminationReason, UserAgent
 from srtp.gsa import GsaConfig, GsaRegistry
 from srtp.media import SrtpMediaTransport
-from tests.mikey.pair import configs
+from tests.mikey.pair import EVERY_MODE, configs
 
 FAST = TimerConfig(t1=0.05, t2=0.4, t4=0.5)
-MODES = [
-    (Mode.PSK, False),
-    (Mode.PSK, True),
-    (Mode.PK, False),
-    (Mode.PK, True),
-    (Mode.DH, False),
-    (Mode.DHHMAC, False),
-    (Mode.RSA_R, False),
-]
+MODES = EVERY_MODE
 
 
 @dataclass
