@@ -9,8 +9,9 @@ as the reference (and as the fallback where it was not built). Setting the envir
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
-__all__ = ["accelerated", "speedups"]
+__all__ = ["accelerated", "speedups", "wipe"]
 
 try:
     from . import _speedups as speedups
@@ -24,3 +25,14 @@ if os.environ.get("MIKEY_PURE_PYTHON", "") not in ("", "0"):
 def accelerated() -> bool:
     """True when the C accelerator is in use."""
     return speedups is not None
+
+
+def _wipe_python(*buffers: bytearray | memoryview | None) -> None:
+    for buf in buffers:
+        if buf is not None:
+            buf[:] = bytes(len(buf))
+
+
+#: ``wipe(*buffers)``: overwrite each key buffer with zeros (None is skipped; an immutable
+#: object is a TypeError). OPENSSL_cleanse in one call where the accelerator runs.
+wipe: Callable[..., None] = _wipe_python if speedups is None else speedups.cleanse

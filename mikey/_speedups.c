@@ -21,6 +21,9 @@
  *       base^exponent mod modulus (big-endian, output as long as the modulus) with OpenSSL's
  *       constant-time Montgomery exponentiation, for the DH private exponent (Python's pow
  *       takes time that depends on the exponent's bits). Odd modulus only.
+ *   cleanse(*buffers) -> None
+ *       Overwrite each writable buffer with zeros (OPENSSL_cleanse, which the compiler may not
+ *       drop); None is skipped. The wipe of every key buffer in mikey, srtp and the glue.
  *   jacobi(a, n) -> int
  *       The Jacobi symbol (a/n) for odd n > 0 (OpenSSL's BN_kronecker), the DH subgroup check
  *       of a public peer value.
@@ -431,6 +434,27 @@ done:
     return out;
 }
 
+static PyObject *speedups_cleanse(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_ssize_t i;
+    Py_buffer view;
+
+    for (i = 0; i < nargs; i++) {
+        if (args[i] == Py_None) continue;
+        if (PyByteArray_CheckExact(args[i])) {
+            OPENSSL_cleanse(PyByteArray_AS_STRING(args[i]), (size_t)PyByteArray_GET_SIZE(args[i]));
+            continue;
+        }
+        if (PyObject_GetBuffer(args[i], &view, PyBUF_WRITABLE) < 0) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "cannot wipe a %.100s", Py_TYPE(args[i])->tp_name);
+            return NULL;
+        }
+        OPENSSL_cleanse(view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"prf", speedups_prf, METH_VARARGS, "PRF(inkey, label, length) of RFC 3830 §4.1.2."},
     {"prf_many", speedups_prf_many, METH_VARARGS,
@@ -439,6 +463,8 @@ static PyMethodDef speedups_methods[] = {
     {"aes_ctr", speedups_aes_ctr, METH_VARARGS, "AES-CTR with a 128-bit counter."},
     {"modexp", speedups_modexp, METH_VARARGS, "Constant-time base^exponent mod modulus."},
     {"jacobi", speedups_jacobi, METH_VARARGS, "Jacobi symbol (a/n) for odd n."},
+    {"cleanse", (PyCFunction)(void (*)(void))speedups_cleanse, METH_FASTCALL,
+     "Overwrite each writable buffer with zeros (None is skipped)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from ._accel import wipe
 from ._frozen import fast_init
 from .errors import DecodeError, EncodeError
 from .registry import (
@@ -546,7 +547,7 @@ class KeyData(Payload):
             self.encode_into(out, next_type)
             return bytes(out)
         finally:
-            out[:] = bytes(len(out))
+            wipe(out)
 
     def encode_into(self, out: bytearray, next_type: int) -> None:
         """Append the encoding to ``out`` without an intermediate copy of the key bytes."""
@@ -564,9 +565,11 @@ class KeyData(Payload):
 
     def wipe(self) -> None:
         """Overwrite ``key`` and ``salt`` where they are mutable (parsed or built buffers)."""
-        for buf in (self.key, self.salt):
-            if isinstance(buf, bytearray):
-                buf[:] = bytes(len(buf))
+        key, salt = self.key, self.salt
+        wipe(
+            key if isinstance(key, bytearray) else None,
+            salt if isinstance(salt, bytearray) else None,
+        )
 
     @property
     def mki(self) -> bytes | None:

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from . import _accel
+from ._accel import wipe
 from .errors import AuthenticationError, CertificateError, MikeyError
 from .prf import ENCR_KEY_LENGTH, SALT_KEY_LENGTH, TransportKeys, hmac_digest
 from .registry import MAC_LENGTH, EncrAlg, HashFunc, MacAlg, SignType
@@ -246,7 +247,7 @@ def rsa_decrypt_envelope(
     ok = bool(plain) and (expected_len is None or len(plain) == expected_len)
     if ok:
         return plain
-    plain[:] = bytes(len(plain))
+    wipe(plain)
     substitute = bytearray(rng(fallback_len))
     if len(substitute) != fallback_len:
         raise MikeyError("rng returned the wrong number of bytes")

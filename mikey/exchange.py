@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import crypto, dh
+from ._accel import wipe
 from ._frozen import fast_init
 from .codec import (
     Cert,
@@ -273,10 +274,7 @@ _INITIATOR_TABLE = {
 _RESPONDER_TABLE = {(State.IDLE, Input.RESPOND): State.DONE}
 
 
-def _wipe(*bufs: bytearray | None) -> None:
-    for b in bufs:
-        if b is not None:
-            b[:] = bytes(len(b))
+_wipe = wipe  # overwrite key buffers with zeros (None skipped): mikey._accel.wipe
 
 
 def _now_dt(now: float) -> datetime.datetime:

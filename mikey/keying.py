@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from ._accel import wipe
 from ._frozen import fast_init
 from .registry import PrfFunc, SrtpAuthAlg, SrtpEncrAlg, SrtpPrf
 
@@ -99,8 +100,7 @@ class DataSaEntry:
 
     def wipe(self) -> None:
         """Overwrite the key buffers with zeros."""
-        for buf in (self.master_key, self.master_salt):
-            buf[:] = bytes(len(buf))
+        wipe(self.master_key, self.master_salt)
 
     @property
     def wiped(self) -> bool:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import verification
 
+from ._accel import wipe
 from .errors import CertificateError, MikeyError
 
 __all__ = [
@@ -87,10 +88,7 @@ class StaticPskStore:
 
     def wipe(self) -> None:
         """Overwrite and forget every stored key."""
-        for psk in self._keys.values():
-            psk[:] = bytes(len(psk))
-        if self._default is not None:
-            self._default[:] = bytes(len(self._default))
+        wipe(*self._keys.values(), self._default)
         self._keys = {}
         self._default = None
 

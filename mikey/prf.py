@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from . import _accel
+from ._accel import wipe as _wipe
 from ._frozen import fast_init
 from .errors import MikeyError
 from .registry import EncrAlg, MacAlg, PrfFunc
@@ -187,8 +188,7 @@ class PrfKey:
 
     def wipe(self) -> None:
         """Overwrite the private copies of the inkey chunks."""
-        for chunk in self._chunks:
-            chunk[:] = bytes(len(chunk))
+        _wipe(*self._chunks)
 
 
 def derive_tek_salt(  # noqa: PLR0917 (mirrors derive_transport_keys)
@@ -313,10 +313,6 @@ def derive(  # noqa: PLR0917 (signature agreed with the exchange modules)
     )
 
 
-def _wipe(buf: bytearray) -> None:
-    buf[:] = bytes(len(buf))
-
-
 @fast_init
 @dataclass(frozen=True, slots=True)
 class TransportKeys:
@@ -328,8 +324,7 @@ class TransportKeys:
 
     def wipe(self) -> None:
         """Overwrite all three keys with zeros."""
-        for key in (self.encr_key, self.salt_key, self.auth_key):
-            _wipe(key)
+        _wipe(self.encr_key, self.salt_key, self.auth_key)
 
 
 def derive_transport_keys(  # noqa: PLR0917 (agreed signature)

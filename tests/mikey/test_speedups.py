@@ -251,3 +251,21 @@ def test_pure_python_environment_variable_turns_it_off() -> None:
             check=True,
         )
         assert out.stdout.strip() == expected, out.stderr
+
+
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_wipe_zeroes_every_buffer_and_refuses_immutable_ones(impl: str) -> None:
+    wipe = _C.cleanse if impl == "c" else _accel._wipe_python
+    a, b = bytearray(b"secret key"), bytearray(range(1, 40))
+    view = memoryview(bytearray(b"salt"))
+    wipe(a, None, b, view)
+    assert a == bytes(10) and b == bytes(39) and bytes(view) == bytes(4)
+    wipe()
+    wipe(bytearray())
+    for immutable in (b"key", memoryview(b"key"), "key"):
+        with pytest.raises(TypeError):
+            wipe(immutable)
+
+
+def test_mikey_wipe_is_the_accelerated_one() -> None:
+    assert _accel.wipe is (_C.cleanse if _accel.speedups is not None else _accel._wipe_python)
