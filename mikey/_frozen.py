@@ -4,10 +4,11 @@ A frozen dataclass sets each field with ``object.__setattr__(self, name, value)`
 the name up through the class's MRO on every call: about 0.2 us per field, so a MIKEY round
 trip spent ~10 us (of ~150) just filling ~30 payload, SA and key objects. :func:`fast_init`
 replaces the generated ``__init__`` with one that calls each slot's member descriptor directly
-(the same store, minus the lookup). Everything else stays the dataclass's: fields, defaults,
-``__post_init__``, ``repr``/``eq``/``hash``, and instances stay frozen (assignment still raises
-``FrozenInstanceError``). Only plain fields are supported; anything else is a ``TypeError`` at
-import time, so a class cannot silently lose behaviour.
+(the same store, minus the lookup); where the C accelerator runs, one call stores all fields
+through the same descriptors (``fill_slots``). Everything else stays the dataclass's: fields,
+defaults, ``__post_init__``, ``repr``/``eq``/``hash``, and instances stay frozen (assignment
+still raises ``FrozenInstanceError``). Only plain fields are supported; anything else is a
+``TypeError`` at import time, so a class cannot silently lose behaviour.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import dataclasses
 import inspect
 import types
 from typing import Any, TypeVar
+
+from . import _accel
 
 __all__ = ["fast_init"]
 
@@ -32,6 +35,7 @@ def fast_init(cls: type[_T]) -> type[_T]:
     names: list[str] = []
     defaults: dict[str, Any] = {}
     setters: dict[str, Any] = {}
+    slots: list[types.MemberDescriptorType] = []
     for f in fields:
         if not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: fast_init supports plain fields only")
@@ -39,11 +43,16 @@ def fast_init(cls: type[_T]) -> type[_T]:
         if not isinstance(slot, types.MemberDescriptorType):
             raise TypeError(f"{cls.__name__}.{f.name} is not a slot")
         names.append(f.name)
+        slots.append(slot)
         setters[f"_set_{f.name}"] = slot.__set__
         if f.default is not dataclasses.MISSING:
             defaults[f"_default_{f.name}"] = f.default
     args = ", ".join(f"{n}=_default_{n}" if f"_default_{n}" in defaults else n for n in names)
     body = [f"        _set_{n}(self, {n})" for n in names]
+    c = _accel.speedups
+    if c is not None and names:  # one C call through the same descriptors
+        setters = {"_fill": c.fill_slots, "_slots": tuple(slots)}
+        body = [f"        _fill(self, _slots, {', '.join(names)})"]
     if hasattr(cls, "__post_init__"):
         body.append("        self.__post_init__()")
     free = ", ".join([*setters, *defaults]) or "_unused=None"

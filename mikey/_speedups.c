@@ -24,6 +24,10 @@
  *   cleanse(*buffers) -> None
  *       Overwrite each writable buffer with zeros (OPENSSL_cleanse, which the compiler may not
  *       drop); None is skipped. The wipe of every key buffer in mikey, srtp and the glue.
+ *   fill_slots(obj, descriptors, *values) -> None
+ *       Store each value through its slot's member descriptor (tp_descr_set, what
+ *       ``descriptor.__set__(obj, value)`` does, without a bound method call per field): the body
+ *       of mikey._frozen.fast_init's __init__.
  *   jacobi(a, n) -> int
  *       The Jacobi symbol (a/n) for odd n > 0 (OpenSSL's BN_kronecker), the DH subgroup check
  *       of a public peer value.
@@ -455,6 +459,34 @@ static PyObject *speedups_cleanse(PyObject *self, PyObject *const *args, Py_ssiz
     Py_RETURN_NONE;
 }
 
+static PyObject *speedups_fill_slots(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *obj, *descriptors, *d;
+    Py_ssize_t i, n;
+    descrsetfunc set;
+
+    if (nargs < 2 || !PyTuple_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fill_slots(obj, descriptors, *values)");
+        return NULL;
+    }
+    obj = args[0];
+    descriptors = args[1];
+    n = PyTuple_GET_SIZE(descriptors);
+    if (nargs - 2 != n) {
+        PyErr_SetString(PyExc_TypeError, "fill_slots: one value per descriptor");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        d = PyTuple_GET_ITEM(descriptors, i);
+        set = Py_TYPE(d)->tp_descr_set;
+        if (set == NULL) {
+            PyErr_SetString(PyExc_TypeError, "fill_slots: not a data descriptor");
+            return NULL;
+        }
+        if (set(d, obj, args[2 + i]) < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"prf", speedups_prf, METH_VARARGS, "PRF(inkey, label, length) of RFC 3830 §4.1.2."},
     {"prf_many", speedups_prf_many, METH_VARARGS,
@@ -463,6 +495,8 @@ static PyMethodDef speedups_methods[] = {
     {"aes_ctr", speedups_aes_ctr, METH_VARARGS, "AES-CTR with a 128-bit counter."},
     {"modexp", speedups_modexp, METH_VARARGS, "Constant-time base^exponent mod modulus."},
     {"jacobi", speedups_jacobi, METH_VARARGS, "Jacobi symbol (a/n) for odd n."},
+    {"fill_slots", (PyCFunction)(void (*)(void))speedups_fill_slots, METH_FASTCALL,
+     "Store each value through its member descriptor."},
     {"cleanse", (PyCFunction)(void (*)(void))speedups_cleanse, METH_FASTCALL,
      "Overwrite each writable buffer with zeros (None is skipped)."},
     {NULL, NULL, 0, NULL},

@@ -1,4 +1,8 @@
-"""``mikey._frozen.fast_init`` keeps every dataclass behaviour it does not speed up."""
+"""``mikey._frozen.fast_init`` keeps every dataclass behaviour it does not speed up.
+
+Each behaviour is checked on a class decorated through the C accelerator (one ``fill_slots``
+call) and through the pure-Python setters, against the same dataclass without fast_init.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,25 @@ from mikey import codec, exchange, keying, prf
 from mikey._frozen import fast_init
 
 
-@fast_init
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Point:
-    x: int
-    y: int = 7
-    checked: bool = dataclasses.field(default=False, compare=False)
+def _make_point() -> type:
+    @fast_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class _Point:
+        x: int
+        y: int = 7
+        checked: bool = dataclasses.field(default=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.x < 0:
-            raise ValueError("negative x")
+        def __post_init__(self) -> None:
+            if self.x < 0:
+                raise ValueError("negative x")
+
+    return _Point
+
+
+@pytest.fixture
+def point(implementation: str) -> type:
+    """The test class, decorated while ``implementation`` is in force."""
+    return _make_point()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,11 +43,13 @@ class _Reference:  # the same class without fast_init
     checked: bool = dataclasses.field(default=False, compare=False)
 
 
-def test_same_signature_defaults_and_keywords() -> None:
+def test_same_signature_defaults_and_keywords(point: type) -> None:
+    _Point = point
     assert str(inspect.signature(_Point)) == str(inspect.signature(_Reference))
     assert _Point(1) == _Point(1, 7) == _Point(x=1, y=7)
     assert _Point(1, y=2).y == 2
-    assert repr(_Point(3, 4, True)) == repr(_Reference(3, 4, True)).replace("_Reference", "_Point")
+    expected = repr(_Reference(3, 4, True)).replace("_Reference", _Point.__qualname__)
+    assert repr(_Point(3, 4, True)) == expected
     assert hash(_Point(1, 2)) == hash(_Point(1, 2, True))  # compare=False field left out
     with pytest.raises(TypeError):
         _Point()  # type: ignore[call-arg]
@@ -42,13 +57,33 @@ def test_same_signature_defaults_and_keywords() -> None:
         _Point(1, 2, True, 4)  # type: ignore[call-arg]
 
 
-def test_still_frozen_and_post_init_runs() -> None:
+def test_still_frozen_and_post_init_runs(point: type) -> None:
+    _Point = point
     p = _Point(1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.x = 2  # type: ignore[misc]
     with pytest.raises(ValueError, match="negative"):
         _Point(-1)
     assert dataclasses.replace(p, y=9) == _Point(1, 9)
+
+
+def test_fill_slots_refuses_misuse() -> None:
+    from .conftest import _built, require_accelerator
+
+    require_accelerator()
+    fill = _built().fill_slots  # type: ignore[union-attr]
+    obj = object.__new__(_Reference)
+    x, y = _Reference.__dict__["x"], _Reference.__dict__["y"]
+    with pytest.raises(TypeError):
+        fill(obj, (x, y), 1)  # a value short
+    with pytest.raises(TypeError):
+        fill(obj, [x], 1)  # not a tuple
+    with pytest.raises(TypeError):
+        fill(obj, (len,), 1)  # not a data descriptor
+    with pytest.raises(TypeError):
+        fill(object(), (x,), 1)  # a descriptor of another class
+    fill(obj, (x, y), 5, 6)
+    assert (obj.x, obj.y) == (5, 6)
 
 
 def test_refuses_what_it_cannot_reproduce() -> None:
