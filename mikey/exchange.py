@@ -260,11 +260,17 @@ class State(enum.Enum):
     DONE = "done"
     FAILED = "failed"
 
+    # Members are singletons compared by identity: the identity hash, in C, serves the
+    # transition table lookups (Enum's own __hash__ is a Python call hashing the name).
+    __hash__ = object.__hash__
+
 
 class Input(enum.Enum):
     START = "start"
     FINISH = "finish"
     RESPOND = "respond"
+
+    __hash__ = object.__hash__  # as State
 
 
 _INITIATOR_TABLE = {

@@ -24,6 +24,10 @@ class Mode(enum.Enum):
     DHHMAC = "dhhmac"
     RSA_R = "rsa-r"
 
+    # Members are singletons compared by identity: the identity hash, in C, serves the per-mode
+    # dict lookups of every exchange (Enum's own __hash__ is a Python call hashing the name).
+    __hash__ = object.__hash__
+
 
 class Role(enum.Enum):
     INITIATOR = "initiator"
