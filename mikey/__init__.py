@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from ._accel import accelerated
+from ._accel import accelerated, wipe
 from .codec import Leniency, Message, parse_message
 from .errors import DecodeError, MikeyError
 
-__all__ = ["DecodeError", "Leniency", "Message", "MikeyError", "accelerated", "parse_message"]
+__all__ = [
+    "DecodeError",
+    "Leniency",
+    "Message",
+    "MikeyError",
+    "accelerated",
+    "parse_message",
+    "wipe",
+]

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import crypto, dh
-from ._accel import wipe
+from ._accel import wipe as _wipe
 from ._frozen import fast_init
 from .codec import (
     Cert,
@@ -278,9 +278,6 @@ _INITIATOR_TABLE = {
     (State.AWAITING, Input.FINISH): State.DONE,
 }
 _RESPONDER_TABLE = {(State.IDLE, Input.RESPOND): State.DONE}
-
-
-_wipe = wipe  # overwrite key buffers with zeros (None skipped): mikey._accel.wipe
 
 
 def _now_dt(now: float) -> datetime.datetime:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from mikey import wipe
 from mikey.keying import DataSaEntry, SrtpPolicy
 from mikey.registry import SrtpAuthAlg, SrtpEncrAlg, SrtpPrf
 
@@ -112,8 +113,7 @@ def _session(
             roc=max(e.roc for e in entries),
         )
     finally:
-        for k in keys:
-            k.key_and_salt[:] = bytes(len(k.key_and_salt))
+        wipe(*(k.key_and_salt for k in keys))
 
 
 def _check_group(entries: Sequence[DataSaEntry]) -> None:
@@ -234,8 +234,7 @@ class _Stream:
             try:
                 self._session.update_keys(keys)
             finally:
-                for k in keys:
-                    k.key_and_salt[:] = bytes(len(k.key_and_salt))
+                wipe(*(k.key_and_salt for k in keys))
             if self.ssrc and roc > self._session.get_roc():
                 self._session.set_roc(roc)
             self._old_entries = old if keep else []
@@ -274,8 +273,7 @@ class _Stream:
             try:
                 self._session.update_keys(keys)
             finally:
-                for k in keys:
-                    k.key_and_salt[:] = bytes(len(k.key_and_salt))
+                wipe(*(k.key_and_salt for k in keys))
             self._mki_index = len(self._entries) - 1
         self._old_entries = []
 
