@@ -93,7 +93,6 @@ _DIGEST: dict[int, tuple[str, int, int]] = {
     PrfFunc.MIKEY_1: ("sha1", 20, 1),
     PrfFunc.PRF_HMAC_SHA_256: ("sha256", 32, 2),
 }
-_LABEL_HEAD = struct.Struct(">IBI")
 
 # ``hmac.digest`` is a thin Python wrapper around this C one-shot HMAC; calling it directly saves
 # a Python frame per HMAC (22 of them in a PSK round trip). Same function, same OpenSSL HMAC.
