@@ -156,10 +156,14 @@ def _rsa_parts() -> tuple[Op, Op, Op, Op]:
     return sign, verify, chain, env_cycle
 
 
+# A private exponent of our size (320 bits for OAKLEY 5, mikey.dh) for the floor's modexps.
+_EXPONENT = int.from_bytes(bytes(range(1, 41)), "big") | (1 << 319)
+
+
 def _ffdh_key() -> tuple[object, object] | None:
     """An OpenSSL FFDH private key with our 320-bit exponent and a peer key (OAKLEY 5)."""
     params = DH_PARAMS[DhGroup.OAKLEY_5]
-    x = int.from_bytes(bytes(range(1, 41)), "big") | (1 << 319)
+    x = _EXPONENT
     y = pow(params.g, x + 1, params.p)
     try:
         with warnings.catch_warnings():
@@ -189,7 +193,7 @@ def _modexps() -> Op:
 
         return openssl
     params = DH_PARAMS[DhGroup.OAKLEY_5]
-    x = int.from_bytes(bytes(range(1, 41)), "big") | (1 << 319)
+    x = _EXPONENT
     y = pow(params.g, x, params.p)
 
     def python() -> None:
