@@ -14,6 +14,8 @@ import pytest
 from mikey import codec, exchange, keying, prf
 from mikey._frozen import fast_init
 
+from .conftest import _BUILT, require_accelerator
+
 
 def _make_point() -> type:
     @fast_init
@@ -68,10 +70,8 @@ def test_still_frozen_and_post_init_runs(point: type) -> None:
 
 
 def test_fill_slots_refuses_misuse() -> None:
-    from .conftest import _built, require_accelerator
-
     require_accelerator()
-    fill = _built().fill_slots  # type: ignore[union-attr]
+    fill = _BUILT.fill_slots  # type: ignore[union-attr]
     obj = object.__new__(_Reference)
     x, y = _Reference.__dict__["x"], _Reference.__dict__["y"]
     with pytest.raises(TypeError):

@@ -29,10 +29,10 @@ from mikey.prf import PrfKey
 from mikey.registry import DhGroup, PrfFunc
 from mikey.replay import ReplayGuard
 
-from .conftest import _built, require_accelerator
+from .conftest import _BUILT, require_accelerator
 from .pair import EVERY_MODE, NOW, Pair, configs
 
-_C: Any = _built()
+_C: Any = _BUILT
 _DIGEST = {PrfFunc.MIKEY_1: 1, PrfFunc.PRF_HMAC_SHA_256: 2}
 
 

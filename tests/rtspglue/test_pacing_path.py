@@ -15,11 +15,7 @@ from rtspglue.media import Pacer, ToneSource
 from rtspglue.message import RtspParser, RtspRequest, RtspResponse, TransportSpec
 from rtspglue.server import RtspServer, ServerConfig
 
-
-async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
+from .test_pacer import _until
 
 
 async def test_a_stall_is_caught_up_without_skipping_or_drifting() -> None:
