@@ -59,6 +59,7 @@ _SHRINK_FROM = 0.5  # fill ratio from which the effective skew shrinks
 _NTP_TYPES = (TsType.NTP_UTC, TsType.NTP, TsType.NTP_UTC_32)
 _TS_TYPES: dict[int, TsType] = {int(t): t for t in TsType}
 _NTP = struct.Struct(">II")
+_KEY_HEAD = struct.Struct(">IB")  # replay cache key: CSB ID, TS type, then T and digest
 
 
 def ntp_from_unix(t: float) -> bytes:
@@ -82,10 +83,13 @@ def unix_from_ntp(value: bytes) -> float:
     Seconds with the top bit clear are read as NTP era 1 (2036-02-07 .. 2104), the usual
     convention for timestamps of a protocol born after 1968.
     """
-    if len(value) not in (4, 8):
+    if len(value) == 8:
+        secs, frac_raw = _NTP.unpack(value)
+        frac = frac_raw / _ERA
+    elif len(value) == 4:
+        secs, frac = int.from_bytes(value, "big"), 0.0
+    else:
         raise TimestampError(f"NTP timestamp of {len(value)} bytes")
-    secs = int.from_bytes(value[:4], "big")
-    frac = int.from_bytes(value[4:], "big") / _ERA if len(value) == 8 else 0.0
     if not secs & 0x80000000:
         secs += _ERA
     return secs - NTP_UNIX_OFFSET + frac
@@ -132,6 +136,10 @@ class ReplayGuard:
         self.policy = policy
         self.max_entries = max_entries
         self._width = policy.skew / _BUCKETS_PER_SKEW
+        # The last window check: check() reuses its bucket when nothing changed in between
+        # (a responder checks the window before any cryptography, then again to remember).
+        self._last_window: tuple[Timestamp, float, int, tuple[object, ...]] | None = None
+        self._changes = 0  # counts insertions and expiries
         self._seen: dict[bytes, int] = {}  # cache key -> bucket
         self._buckets: dict[int, list[bytes]] = {}
         self._horizon: int | None = None  # buckets below are gone; their T is refused
@@ -152,7 +160,10 @@ class ReplayGuard:
         return skew - shrink * skew * (1 - _MIN_SKEW_FRACTION)
 
     def _expire(self, now: float) -> float:
-        skew = self._skew_for_fill()
+        if len(self._seen) <= self.max_entries * _SHRINK_FROM:  # usual: the skew as configured
+            skew = self.policy.skew
+        else:
+            skew = self._skew_for_fill()
         target = math.floor((now - skew) / self._width)
         if self._horizon is None:
             self._horizon = target
@@ -164,6 +175,7 @@ class ReplayGuard:
                 for b in [b for b in self._buckets if b < target]:
                     self._drop(b)
             self._horizon = target
+            self._changes += 1
             return self._skew_for_fill()  # the fill went down
         return skew
 
@@ -177,10 +189,14 @@ class ReplayGuard:
 
     # -- checks -------------------------------------------------------------------------------
 
+    def _window_inputs(self) -> tuple[object, ...]:
+        """What a window check depends on besides T and ``now``."""
+        return (self._changes, self.policy, self.max_entries)
+
     def check_window(self, ts: Timestamp, now: float) -> int | None:
         """Raise :class:`TimestampError` unless ``ts`` lies in the accepted window at ``now``.
 
-        Cheap and remembers nothing, so a responder can run it before any cryptography. Returns
+        Cheap and records no message, so a responder can run it before any cryptography. Returns
         the time bucket of an NTP-type ``ts`` (None for COUNTER, which has no window).
         """
         if ts.ts_type == TsType.COUNTER:
@@ -198,6 +214,7 @@ class ReplayGuard:
             raise TimestampError("timestamp is stale")
         if t > now + skew:
             raise TimestampError("timestamp is in the future")
+        self._last_window = (ts, now, bucket, self._window_inputs())
         return bucket
 
     def check(self, ts: Timestamp, *, peer: str, csb_id: int, digest: bytes, now: float) -> None:
@@ -206,18 +223,26 @@ class ReplayGuard:
         Raises :class:`TimestampError` (INVALID_TS) for a stale, future or refused timestamp and
         :class:`ReplayError` for a message seen before. Records the message when accepted.
         """
-        bucket = self.check_window(ts, now)
-        if bucket is None:
-            self._check_counter(ts, peer, csb_id)
-            return
-        key = b"".join(
-            (csb_id.to_bytes(4, "big"), bytes([int(ts.ts_type)]), ts.value, bytes(digest))
-        )
+        last = self._last_window
+        if (
+            last is not None
+            and last[0] is ts
+            and last[1] == now
+            and last[3] == self._window_inputs()
+        ):
+            bucket: int | None = last[2]  # the same T at the same time, nothing changed since
+        else:
+            bucket = self.check_window(ts, now)
+            if bucket is None:
+                self._check_counter(ts, peer, csb_id)
+                return
+        key = _KEY_HEAD.pack(csb_id, ts.ts_type) + ts.value + digest
         if key in self._seen:  # RFC 3830 §5.4: replay cache
             raise ReplayError("message replayed")
         if len(self._seen) >= self.max_entries:
             raise TimestampError("replay cache full; message refused")
         self._seen[key] = bucket
+        self._changes += 1
         self._buckets.setdefault(bucket, []).append(key)
 
     def _check_counter(self, ts: Timestamp, peer: str, csb_id: int) -> None:

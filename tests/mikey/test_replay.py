@@ -122,6 +122,51 @@ def test_window(ts_type: TsType) -> None:
     assert len(guard) == 2
 
 
+def test_window_check_then_check_reuses_only_an_unchanged_window() -> None:
+    # A responder runs check_window before its cryptography and check after it; check may reuse
+    # that result only for the same T at the same time with nothing changed in between.
+    t = make_timestamp(NOW - 50)
+
+    def guard() -> ReplayGuard:
+        g = ReplayGuard(TimestampPolicy(skew=60.0), max_entries=4)
+        assert g.check_window(t, NOW) is not None
+        return g
+
+    g = guard()
+    with pytest.raises(TimestampError, match="stale"):  # the same T, a later clock
+        check(g, t, NOW + 20)
+
+    g = guard()
+    g.policy = TimestampPolicy(skew=30.0)  # a stricter policy since the window check
+    with pytest.raises(TimestampError, match="stale"):
+        check(g, t, NOW)
+
+    g = guard()  # three more entries fill the cache past half: the skew shrinks below 50 s
+    for d in (b"x", b"y", b"z"):
+        check(g, make_timestamp(NOW), NOW, d)
+    assert g.effective_skew(NOW) < 50
+    with pytest.raises(TimestampError, match="stale"):
+        check(g, t, NOW)
+
+    g = ReplayGuard(TimestampPolicy(skew=60.0), max_entries=100)
+    for d in (b"x", b"y"):
+        check(g, make_timestamp(NOW), NOW, d)
+    g.check_window(t, NOW)
+    g.max_entries = 3  # a smaller cache since the window check: 2 of 3 shrink the skew
+    with pytest.raises(TimestampError, match="stale"):
+        check(g, t, NOW)
+
+    g = guard()
+    g.effective_skew(NOW + 20)  # expiry moves the horizon past T's bucket
+    with pytest.raises(TimestampError, match="stale"):
+        check(g, t, NOW)
+
+    g = guard()  # unchanged: accepted, and then refused as a replay
+    check(g, t, NOW)
+    with pytest.raises(ReplayError):
+        check(g, t, NOW)
+
+
 def test_genetec_timestamp_refused() -> None:
     t = Timestamp(TsType.NTP_UTC, bytes.fromhex("01D38E19CEF95C3D"))
     with pytest.raises(TimestampError, match="future"):
