@@ -83,6 +83,8 @@ def unix_from_ntp(value: bytes) -> float:
     Seconds with the top bit clear are read as NTP era 1 (2036-02-07 .. 2104), the usual
     convention for timestamps of a protocol born after 1968.
     """
+    secs: int
+    frac: float
     if len(value) == 8:
         secs, frac_raw = _NTP.unpack(value)
         frac = frac_raw / _ERA
@@ -230,12 +232,13 @@ class ReplayGuard:
             and last[1] == now
             and last[3] == self._window_inputs()
         ):
-            bucket: int | None = last[2]  # the same T at the same time, nothing changed since
+            bucket = last[2]  # the same T at the same time, nothing changed since
         else:
-            bucket = self.check_window(ts, now)
-            if bucket is None:
+            window = self.check_window(ts, now)
+            if window is None:
                 self._check_counter(ts, peer, csb_id)
                 return
+            bucket = window
         key = _KEY_HEAD.pack(csb_id, ts.ts_type) + ts.value + digest
         if key in self._seen:  # RFC 3830 §5.4: replay cache
             raise ReplayError("message replayed")
