@@ -226,22 +226,31 @@ def _derive_keys(
     PrfKey would copy it only to split it, so there is no private copy to wipe.
     """
     params = _DIGEST.get(func) if isinstance(func, int) else None
+    c = _accel.speedups
+    if (
+        c is not None
+        and params is not None
+        and isinstance(inkey, (bytes, bytearray))
+        and inkey
+        and len(tail) <= _MAX_TAIL
+    ):
+        try:  # the accelerator checks each (constant, length) itself
+            return c.prf_many(params[2], inkey, tail, wanted, minisip_compat)
+        except ValueError:
+            pass  # a length out of range: PrfKey below raises the MikeyError that names it
     lengths = [length for _, length in wanted]
     if (
         params is not None
         and isinstance(inkey, (bytes, bytearray))
+        and 0 < len(inkey) < _CHUNK
         and min(lengths) >= 0
-        and max(lengths) <= MAX_OUTPUT_LENGTH
+        and max(lengths) <= params[1]  # at most one block each (<= MAX_OUTPUT_LENGTH)
     ):
-        c = _accel.speedups
-        if c is not None and inkey and len(tail) <= _MAX_TAIL:
-            return c.prf_many(params[2], inkey, tail, wanted, minisip_compat)
-        if 0 < len(inkey) < _CHUNK and max(lengths) <= params[1]:
-            digest = params[0]
-            return [
-                _one_block(inkey, const.to_bytes(4, "big") + tail, digest, length)
-                for const, length in wanted
-            ]
+        digest = params[0]
+        return [
+            _one_block(inkey, const.to_bytes(4, "big") + tail, digest, length)
+            for const, length in wanted
+        ]
     key = PrfKey(inkey, func, minisip_compat=minisip_compat)
     try:
         return [key.derive(const.to_bytes(4, "big") + tail, length) for const, length in wanted]

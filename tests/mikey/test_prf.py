@@ -18,6 +18,7 @@ from mikey.prf import (
     PrfKey,
     TransportKeys,
     derive,
+    derive_tek_salt,
     derive_transport_keys,
     label,
     prf,
@@ -300,6 +301,15 @@ def test_empty_inkey_rejected() -> None:
 def test_bad_length_rejected(length: int) -> None:
     with pytest.raises(MikeyError):
         prf(PSK, LABEL, length)
+
+
+@pytest.mark.parametrize(
+    ("key_len", "salt_len"), [(-1, 14), (1 << 20, 14), (16, -1), (16, 1 << 20)]
+)
+def test_bad_tek_or_salt_length_rejected(key_len: int, salt_len: int) -> None:
+    # The accelerator refuses these itself; the caller still gets the MikeyError naming them.
+    with pytest.raises(MikeyError, match="output length"):
+        derive_tek_salt(PSK, 1, CSB, RAND, key_len, salt_len)
 
 
 def test_bad_algorithms_rejected() -> None:
