@@ -31,6 +31,18 @@
  *   jacobi(a, n) -> int
  *       The Jacobi symbol (a/n) for odd n > 0 (OpenSSL's BN_kronecker), the DH subgroup check
  *       of a public peer value.
+ *   parse_setup(classes, enums, lengths, sp_cache, ntp_2000) -> None
+ *   parse_message(data) -> Message | None
+ *       The common case of mikey.codec.parse_message, done in one pass: a strictly valid
+ *       message of the payloads the PSK, PK and RSA-R exchanges send (header with an SRTP-ID
+ *       map; T, RAND, ID, SP, KEMAC, V, CERT, CHASH, PKE, SIGN), built into the very objects
+ *       the Python parser builds (same classes, stored through the same slot descriptors).
+ *       Anything else returns None and the Python parser decides: any other payload, code
+ *       point or map, a NULL-encrypted KEMAC, anything that needs a leniency, an SP parameter
+ *       block the Python parser has not seen and memoised yet, and every malformed message.
+ *       So this code never produces an error for its input; it reads it through one
+ *       bounds-checked cursor, and tests/mikey/test_speedups.py checks it against the Python
+ *       parser on valid, mutated and random messages.
  *
  * Every buffer that held key material or keyed hash state is cleansed before it is freed.
  * Errors are ValueError/TypeError with fixed texts (the Python callers check arguments before
@@ -487,6 +499,399 @@ static PyObject *speedups_fill_slots(PyObject *self, PyObject *const *args, Py_s
     Py_RETURN_NONE;
 }
 
+/* ---- parse_message: the common strict case of mikey.codec's parser ---------------------- */
+
+enum {  /* classes, in parse_setup's order */
+    C_MESSAGE, C_HEADER, C_SRTP_ID, C_T, C_RAND, C_ID, C_SP, C_KEMAC, C_V, C_CERT, C_SIGN,
+    C_PKE, C_CHASH, N_CLASSES
+};
+enum {  /* code point tables, in parse_setup's order */
+    E_DATA_TYPE, E_PRF, E_MAP_TYPE, E_TS_TYPE, E_ID_TYPE, E_PROT, E_ENCR, E_MAC, E_CERT_TYPE,
+    E_SIGN_TYPE, E_PKE_CACHE, E_HASH, N_ENUMS
+};
+enum { L_TS, L_MAC, L_HASH, N_LENGTHS };  /* value lengths per code point */
+enum {  /* payload types (RFC 3830 §6.1) */
+    PT_LAST = 0, PT_KEMAC = 1, PT_PKE = 2, PT_SIGN = 4, PT_T = 5, PT_ID = 6, PT_CERT = 7,
+    PT_CHASH = 8, PT_V = 9, PT_SP = 10, PT_RAND = 11
+};
+#define MAX_PAYLOADS 128
+#define DATA_TYPE_PSK_INIT 0
+
+static struct {
+    int ready;
+    PyTypeObject *cls[N_CLASSES];
+    PyObject *slots[N_CLASSES];     /* tuple of member descriptors, in field order */
+    PyObject *member[N_ENUMS][256]; /* code point -> enum member (borrowed from the tuple) */
+    int length[N_LENGTHS][256];     /* code point -> value length, -1 unknown */
+    PyObject *sp_cache;             /* mikey.codec._SP_BODY_CACHE: (prot, body) -> params */
+    unsigned char ntp_2000[4];
+    PyObject *keep;                 /* owns everything above */
+} P;
+
+static PyObject *build(int c, PyObject **values, Py_ssize_t n) {
+    /* A new instance of class c with its n fields stored through their descriptors, as the
+     * fast_init __init__ does; the values are borrowed. */
+    PyTypeObject *tp = P.cls[c];
+    PyObject *obj, *d;
+    Py_ssize_t i;
+
+    if (PyTuple_GET_SIZE(P.slots[c]) != n) {
+        PyErr_SetString(PyExc_SystemError, "parse_message: field count mismatch");
+        return NULL;
+    }
+    obj = tp->tp_alloc(tp, 0);
+    if (!obj) return NULL;
+    for (i = 0; i < n; i++) {
+        d = PyTuple_GET_ITEM(P.slots[c], i);
+        if (Py_TYPE(d)->tp_descr_set(d, obj, values[i]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t pos, end;
+} cursor;
+
+/* Each read checks the bytes are there; a short read means "not the common case". */
+static int take_u8(cursor *c, unsigned *v) {
+    if (c->end - c->pos < 1) return 0;
+    *v = c->p[c->pos++];
+    return 1;
+}
+static int take_u16(cursor *c, unsigned *v) {
+    if (c->end - c->pos < 2) return 0;
+    *v = ((unsigned)c->p[c->pos] << 8) | c->p[c->pos + 1];
+    c->pos += 2;
+    return 1;
+}
+static int take_u32(cursor *c, unsigned long *v) {
+    if (c->end - c->pos < 4) return 0;
+    *v = ((unsigned long)c->p[c->pos] << 24) | ((unsigned long)c->p[c->pos + 1] << 16) |
+         ((unsigned long)c->p[c->pos + 2] << 8) | c->p[c->pos + 3];
+    c->pos += 4;
+    return 1;
+}
+/* 1: *out is a new bytes object of the next n bytes; 0: not there; -1: error set. */
+static int take_bytes(cursor *c, Py_ssize_t n, PyObject **out) {
+    if (n < 0 || c->end - c->pos < n) return 0;
+    *out = PyBytes_FromStringAndSize((const char *)c->p + c->pos, n);
+    if (!*out) return -1;
+    c->pos += n;
+    return 1;
+}
+
+/* Parse one payload of type t into *out (a new reference) and its next payload type.
+ * 1 = parsed, 0 = not the common case, -1 = error set. */
+static int parse_payload(cursor *c, unsigned t, PyObject **out, unsigned *next, int *rand_seen) {
+    unsigned a, b, n;
+    PyObject *m1, *m2, *data = NULL, *data2 = NULL, *key, *params, *vals[5];
+    int r;
+
+    *out = NULL;
+    switch (t) {
+    case PT_T:  /* next, TS type, value (RFC 3830 §6.6) */
+        if (!take_u8(c, next) || !take_u8(c, &a)) return 0;
+        m1 = P.member[E_TS_TYPE][a];
+        if (!m1 || P.length[L_TS][a] < 0) return 0;
+        if ((r = take_bytes(c, P.length[L_TS][a], &data)) <= 0) return r;
+        /* NTP-UTC / NTP before 2000 needs the NON_NTP_TIMESTAMP leniency (mikey.codec._p_t) */
+        if ((a == 0 || a == 1) && memcmp(PyBytes_AS_STRING(data), P.ntp_2000, 4) < 0) {
+            Py_DECREF(data);
+            return 0;
+        }
+        vals[0] = m1; vals[1] = data;
+        *out = build(C_T, vals, 2);
+        break;
+    case PT_RAND:  /* next, length, RAND (§6.11) */
+        if (!take_u8(c, next) || !take_u8(c, &n) || n == 0) return 0;
+        if ((r = take_bytes(c, n, &data)) <= 0) return r;
+        vals[0] = data;
+        *out = build(C_RAND, vals, 1);
+        *rand_seen = 1;
+        break;
+    case PT_ID:  /* next, ID type, length, ID (§6.7) */
+        if (!take_u8(c, next) || !take_u8(c, &a) || !take_u16(c, &n)) return 0;
+        m1 = P.member[E_ID_TYPE][a];
+        if (!m1) return 0;
+        if ((r = take_bytes(c, n, &data)) <= 0) return r;
+        vals[0] = m1; vals[1] = data;
+        *out = build(C_ID, vals, 2);
+        break;
+    case PT_SP: {  /* next, policy no, prot type, length, parameters (§6.10) */
+        unsigned policy_no;
+        PyObject *policy;
+        if (!take_u8(c, next) || !take_u8(c, &policy_no) || !take_u8(c, &a) ||
+            !take_u16(c, &n))
+            return 0;
+        m1 = P.member[E_PROT][a];
+        if (!m1) return 0;
+        if ((r = take_bytes(c, n, &data)) <= 0) return r;
+        key = PyTuple_Pack(2, m1, data);
+        Py_DECREF(data);
+        if (!key) return -1;
+        params = PyDict_GetItemWithError(P.sp_cache, key);  /* borrowed */
+        Py_DECREF(key);
+        if (!params) return PyErr_Occurred() ? -1 : 0;  /* not memoised: Python parses it */
+        Py_INCREF(params);
+        policy = PyLong_FromUnsignedLong(policy_no);
+        if (!policy) {
+            Py_DECREF(params);
+            return -1;
+        }
+        vals[0] = policy; vals[1] = m1; vals[2] = params;
+        *out = build(C_SP, vals, 3);
+        Py_DECREF(policy);
+        Py_DECREF(params);
+        return *out ? 1 : -1;
+    }
+    case PT_KEMAC:  /* next, encr alg, length, encr data, MAC alg, MAC (§6.2) */
+        if (!take_u8(c, next) || !take_u8(c, &a) || !take_u16(c, &n)) return 0;
+        m1 = P.member[E_ENCR][a];
+        if (!m1 || a == 0) return 0;  /* NULL encryption: the Python parser decodes the keys */
+        if ((r = take_bytes(c, n, &data)) <= 0) return r;
+        if (!take_u8(c, &b) || !(m2 = P.member[E_MAC][b]) || P.length[L_MAC][b] < 0) {
+            Py_DECREF(data);
+            return 0;
+        }
+        if ((r = take_bytes(c, P.length[L_MAC][b], &data2)) <= 0) {
+            Py_DECREF(data);
+            return r;
+        }
+        vals[0] = m1; vals[1] = data; vals[2] = m2; vals[3] = data2; vals[4] = Py_None;
+        *out = build(C_KEMAC, vals, 5);
+        break;
+    case PT_V:  /* next, auth alg, MAC (§6.9) */
+        if (!take_u8(c, next) || !take_u8(c, &a)) return 0;
+        m1 = P.member[E_MAC][a];
+        if (!m1 || P.length[L_MAC][a] < 0) return 0;
+        if ((r = take_bytes(c, P.length[L_MAC][a], &data)) <= 0) return r;
+        vals[0] = m1; vals[1] = data;
+        *out = build(C_V, vals, 2);
+        break;
+    case PT_CERT:  /* next, cert type, length, certificate (§6.7) */
+        if (!take_u8(c, next) || !take_u8(c, &a) || !take_u16(c, &n)) return 0;
+        m1 = P.member[E_CERT_TYPE][a];
+        if (!m1) return 0;
+        if ((r = take_bytes(c, n, &data)) <= 0) return r;
+        vals[0] = m1; vals[1] = data;
+        *out = build(C_CERT, vals, 2);
+        break;
+    case PT_CHASH:  /* next, hash func, hash (§6.8) */
+        if (!take_u8(c, next) || !take_u8(c, &a)) return 0;
+        m1 = P.member[E_HASH][a];
+        if (!m1 || P.length[L_HASH][a] < 0) return 0;
+        if ((r = take_bytes(c, P.length[L_HASH][a], &data)) <= 0) return r;
+        vals[0] = m1; vals[1] = data;
+        *out = build(C_CHASH, vals, 2);
+        break;
+    case PT_PKE:  /* next, C (2 bits) and length (14 bits), envelope (§6.3) */
+        if (!take_u8(c, next) || !take_u16(c, &a)) return 0;
+        m1 = P.member[E_PKE_CACHE][a >> 14];
+        if (!m1) return 0;
+        if ((r = take_bytes(c, a & 0x3FFF, &data)) <= 0) return r;
+        vals[0] = m1; vals[1] = data;
+        *out = build(C_PKE, vals, 2);
+        break;
+    case PT_SIGN:  /* S type (4 bits) and length (12 bits), signature; always last (§6.5) */
+        if (!take_u16(c, &a)) return 0;
+        m1 = P.member[E_SIGN_TYPE][a >> 12];
+        if (!m1) return 0;
+        if ((r = take_bytes(c, a & 0x0FFF, &data)) <= 0) return r;
+        vals[0] = m1; vals[1] = data;
+        *out = build(C_SIGN, vals, 2);
+        *next = PT_LAST;
+        break;
+    default:
+        return 0;
+    }
+    Py_XDECREF(data);
+    Py_XDECREF(data2);
+    return *out ? 1 : -1;
+}
+
+static PyObject *speedups_parse_message(PyObject *self, PyObject *arg) {
+    cursor c;
+    unsigned version, dt, vp, count, map_type, next, i, policy_no;
+    unsigned long csb_id, ssrc, roc;
+    int rand_seen = 0, r;
+    PyObject *entries = NULL, *payloads = NULL, *header = NULL, *msg = NULL, *obj = NULL;
+    PyObject *vals[10], *csb = NULL, *version_obj = NULL, *empty = NULL, *lenis = NULL;
+    PyObject *zero = NULL;
+    PyObject *e_vals[3];
+
+    if (!PyBytes_CheckExact(arg)) {
+        PyErr_SetString(PyExc_TypeError, "parse_message(data: bytes)");
+        return NULL;
+    }
+    if (!P.ready) Py_RETURN_NONE;
+    c.p = (const unsigned char *)PyBytes_AS_STRING(arg);
+    c.pos = 0;
+    c.end = PyBytes_GET_SIZE(arg);
+
+    /* Common header (§6.1): version 1, a known data type and PRF, an SRTP-ID map. */
+    if (!take_u8(&c, &version) || version != 1 || !take_u8(&c, &dt) || !take_u8(&c, &next) ||
+        !take_u8(&c, &vp) || !take_u32(&c, &csb_id) || !take_u8(&c, &count) ||
+        !take_u8(&c, &map_type) || map_type != 0 || !P.member[E_DATA_TYPE][dt] ||
+        !P.member[E_PRF][vp & 0x7F] || !P.member[E_MAP_TYPE][0] ||
+        c.end - c.pos < 9 * (Py_ssize_t)count)
+        Py_RETURN_NONE;
+    entries = PyTuple_New(count);
+    if (!entries) return NULL;
+    for (i = 0; i < count; i++) {
+        take_u8(&c, &policy_no);  /* the 9 * count bytes are there (checked above) */
+        take_u32(&c, &ssrc);
+        take_u32(&c, &roc);
+        e_vals[0] = PyLong_FromUnsignedLong(policy_no);
+        e_vals[1] = PyLong_FromUnsignedLong(ssrc);
+        e_vals[2] = PyLong_FromUnsignedLong(roc);
+        obj = (e_vals[0] && e_vals[1] && e_vals[2]) ? build(C_SRTP_ID, e_vals, 3) : NULL;
+        Py_XDECREF(e_vals[0]);
+        Py_XDECREF(e_vals[1]);
+        Py_XDECREF(e_vals[2]);
+        if (!obj) goto error;
+        PyTuple_SET_ITEM(entries, i, obj);
+    }
+    csb = PyLong_FromUnsignedLong(csb_id);
+    version_obj = PyLong_FromLong(1);
+    empty = PyBytes_FromStringAndSize(NULL, 0);
+    zero = PyLong_FromLong(0);
+    if (!csb || !version_obj || !empty || !zero) goto error;
+    /* Header(data_type, csb_id, cs_map, cs_map_type, v, prf, version, raw_map_info,
+     *        map_padding, raw_cs_count) */
+    vals[0] = P.member[E_DATA_TYPE][dt];
+    vals[1] = csb;
+    vals[2] = entries;
+    vals[3] = P.member[E_MAP_TYPE][0];
+    vals[4] = (vp & 0x80) ? Py_True : Py_False;
+    vals[5] = P.member[E_PRF][vp & 0x7F];
+    vals[6] = version_obj;
+    vals[7] = empty;
+    vals[8] = empty;
+    vals[9] = zero;
+    header = build(C_HEADER, vals, 10);
+    if (!header) goto error;
+
+    payloads = PyList_New(0);
+    if (!payloads) goto error;
+    while (next != PT_LAST) {
+        if (PyList_GET_SIZE(payloads) >= MAX_PAYLOADS || c.pos >= c.end) goto fallback;
+        r = parse_payload(&c, next, &obj, &next, &rand_seen);
+        if (r < 0) goto error;
+        if (r == 0) goto fallback;
+        r = PyList_Append(payloads, obj);
+        Py_DECREF(obj);
+        if (r < 0) goto error;
+    }
+    /* Nothing after the last payload; a PSK I_MESSAGE carries RAND (§3.1). */
+    if (c.pos != c.end || (dt == DATA_TYPE_PSK_INIT && !rand_seen)) goto fallback;
+    obj = PyList_AsTuple(payloads);
+    if (!obj) goto error;
+    lenis = PyTuple_New(0);
+    if (!lenis) {
+        Py_DECREF(obj);
+        goto error;
+    }
+    vals[0] = header; vals[1] = obj; vals[2] = empty; vals[3] = lenis;
+    msg = build(C_MESSAGE, vals, 4);
+    Py_DECREF(obj);
+    Py_DECREF(lenis);
+    goto done;
+fallback:
+    msg = Py_None;
+    Py_INCREF(msg);
+    goto done;
+error:
+    msg = NULL;
+done:
+    Py_XDECREF(entries);
+    Py_XDECREF(payloads);
+    Py_XDECREF(header);
+    Py_XDECREF(csb);
+    Py_XDECREF(version_obj);
+    Py_XDECREF(empty);
+    Py_XDECREF(zero);
+    return msg;
+}
+
+static PyObject *speedups_parse_setup(PyObject *self, PyObject *args) {
+    /* parse_setup(classes, enums, lengths, sp_cache, ntp_2000):
+     *   classes: N_CLASSES (class, descriptors) pairs; enums: N_ENUMS dicts {int: member};
+     *   lengths: N_LENGTHS dicts {int: int}; sp_cache: dict; ntp_2000: 4 bytes. */
+    PyObject *classes, *enums, *lengths, *sp_cache, *item, *key, *value;
+    Py_buffer ntp;
+    Py_ssize_t i, pos;
+    long k, v;
+
+    if (!PyArg_ParseTuple(args, "O!O!O!O!y*", &PyTuple_Type, &classes, &PyTuple_Type, &enums,
+                          &PyTuple_Type, &lengths, &PyDict_Type, &sp_cache, &ntp))
+        return NULL;
+    P.ready = 0;
+    if (PyTuple_GET_SIZE(classes) != N_CLASSES || PyTuple_GET_SIZE(enums) != N_ENUMS ||
+        PyTuple_GET_SIZE(lengths) != N_LENGTHS || ntp.len != 4) {
+        PyBuffer_Release(&ntp);
+        PyErr_SetString(PyExc_ValueError, "parse_setup: wrong table sizes");
+        return NULL;
+    }
+    memcpy(P.ntp_2000, ntp.buf, 4);
+    PyBuffer_Release(&ntp);
+    for (i = 0; i < N_CLASSES; i++) {
+        item = PyTuple_GET_ITEM(classes, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+            !PyType_Check(PyTuple_GET_ITEM(item, 0)) ||
+            !PyTuple_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "parse_setup: classes are (class, descriptors)");
+            return NULL;
+        }
+        for (pos = 0; pos < PyTuple_GET_SIZE(PyTuple_GET_ITEM(item, 1)); pos++) {
+            if (!Py_TYPE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(item, 1), pos))->tp_descr_set) {
+                PyErr_SetString(PyExc_TypeError, "parse_setup: not a data descriptor");
+                return NULL;
+            }
+        }
+        P.cls[i] = (PyTypeObject *)PyTuple_GET_ITEM(item, 0);
+        P.slots[i] = PyTuple_GET_ITEM(item, 1);
+    }
+    for (i = 0; i < N_ENUMS; i++) {
+        item = PyTuple_GET_ITEM(enums, i);
+        if (!PyDict_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "parse_setup: enums are dicts");
+            return NULL;
+        }
+        memset(P.member[i], 0, sizeof P.member[i]);
+        pos = 0;
+        while (PyDict_Next(item, &pos, &key, &value)) {
+            k = PyLong_AsLong(key);
+            if (k == -1 && PyErr_Occurred()) return NULL;
+            if (k >= 0 && k < 256) P.member[i][k] = value;
+        }
+    }
+    for (i = 0; i < N_LENGTHS; i++) {
+        item = PyTuple_GET_ITEM(lengths, i);
+        if (!PyDict_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "parse_setup: lengths are dicts");
+            return NULL;
+        }
+        memset(P.length[i], 0xFF, sizeof P.length[i]);  /* -1: unknown */
+        pos = 0;
+        while (PyDict_Next(item, &pos, &key, &value)) {
+            k = PyLong_AsLong(key);
+            if (k == -1 && PyErr_Occurred()) return NULL;
+            v = PyLong_AsLong(value);
+            if (v == -1 && PyErr_Occurred()) return NULL;
+            if (k >= 0 && k < 256 && v >= 0 && v <= 0xFFFF) P.length[i][k] = (int)v;
+        }
+    }
+    P.sp_cache = sp_cache;
+    Py_XSETREF(P.keep, PyTuple_Pack(4, classes, enums, lengths, sp_cache));
+    if (!P.keep) return NULL;
+    P.ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"prf", speedups_prf, METH_VARARGS, "PRF(inkey, label, length) of RFC 3830 §4.1.2."},
     {"prf_many", speedups_prf_many, METH_VARARGS,
@@ -499,10 +904,16 @@ static PyMethodDef speedups_methods[] = {
      "Store each value through its member descriptor."},
     {"cleanse", (PyCFunction)(void (*)(void))speedups_cleanse, METH_FASTCALL,
      "Overwrite each writable buffer with zeros (None is skipped)."},
+    {"parse_setup", speedups_parse_setup, METH_VARARGS,
+     "The classes and tables parse_message builds with (mikey.codec calls it once)."},
+    {"parse_message", speedups_parse_message, METH_O,
+     "The common strict case of mikey.codec.parse_message; None for anything else."},
     {NULL, NULL, 0, NULL},
 };
 
 static void speedups_free(void *module) {
+    P.ready = 0;
+    Py_CLEAR(P.keep);
     EVP_CIPHER_free(aes128_ctr);
     EVP_CIPHER_free(aes256_ctr);
     aes128_ctr = aes256_ctr = NULL;

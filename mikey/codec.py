@@ -14,12 +14,14 @@ and payload counts are capped; nothing here touches keys beyond copying bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from . import _accel
 from ._accel import wipe
 from ._frozen import fast_init
 from .errors import DecodeError, EncodeError
@@ -1556,6 +1558,13 @@ def parse_message(data: bytes | bytearray | memoryview, *, lenient: bool = False
         raise DecodeError("MIKEY data must be bytes")
     if len(buf) > MAX_MESSAGE_SIZE:
         raise DecodeError(f"message of {len(buf)} bytes exceeds {MAX_MESSAGE_SIZE}", 0)
+    c = _accel.speedups
+    if c is not None:
+        # The accelerator builds the common strictly valid message in one pass; for anything
+        # else (None) this parser decides, with its errors and leniencies.
+        fast: Message | None = c.parse_message(buf)
+        if fast is not None:
+            return fast
     try:
         return _parse(buf, lenient, map_padding=False)
     except DecodeError:
@@ -1602,3 +1611,55 @@ def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
     if header.data_type in _COMPOSITION_NEEDS_RAND and Rand not in map(type, payloads):
         ctx.allow(Leniency.PSK_WITHOUT_RAND, "PSK I_MESSAGE without RAND (RFC 3830 §3.1)", 0)
     return Message(header, tuple(payloads), trailing, tuple(ctx.used))
+
+
+# The accelerator's parse_message builds these classes through their slot descriptors, as
+# fast_init's __init__ does (none of them has a __post_init__ to run), and reads the code points
+# and lengths from these tables; SP parameters only from the memo this parser fills.
+_FAST_CLASSES = (
+    Message,
+    Header,
+    SrtpIdEntry,
+    Timestamp,
+    Rand,
+    IdPayload,
+    SecurityPolicy,
+    Kemac,
+    Verification,
+    Cert,
+    Sign,
+    Pke,
+    Chash,
+)
+_FAST_ENUMS = (
+    DataType,
+    PrfFunc,
+    CsIdMapType,
+    TsType,
+    IdType,
+    ProtType,
+    EncrAlg,
+    MacAlg,
+    CertType,
+    SignType,
+    PkeCache,
+    HashFunc,
+)
+
+
+def _setup_fast_parser() -> None:
+    c = _accel.speedups
+    if c is None:
+        return
+    classes = []
+    for cls in _FAST_CLASSES:
+        if hasattr(cls, "__post_init__"):
+            raise TypeError(f"{cls.__name__} has a __post_init__ the fast parser would skip")
+        fields = dataclasses.fields(cls)
+        classes.append((cls, tuple(cls.__dict__[f.name] for f in fields)))
+    enums = tuple({int(m): m for m in e} for e in _FAST_ENUMS)
+    lengths = tuple({int(k): v for k, v in t.items()} for t in (TS_LENGTH, MAC_LENGTH, HASH_LENGTH))
+    c.parse_setup(tuple(classes), enums, lengths, _SP_BODY_CACHE, _NTP_2000_BYTES)
+
+
+_setup_fast_parser()

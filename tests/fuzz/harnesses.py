@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import mikey
+import mikey._accel
+from mikey import codec as mikey_codec
 from mikey.codec import parse_message as parse_mikey
 from mikey.exchange import CsbTable, ExchangeCompleted, ExchangeConfig, ExchangeRefused, Responder
 from mikey.keying import Mode
@@ -102,9 +104,27 @@ def _chunks(data: bytes) -> list[bytes]:
 
 
 def mikey_strict(data: bytes) -> None:
+    _fast_parse_agrees(data)
     msg = parse_mikey(data)
     if msg.encode() != data:  # strict acceptance means exact re-encoding (STYLE.md)
         raise AssertionError("strictly accepted MIKEY message does not re-encode exactly")
+
+
+def _fast_parse_agrees(data: bytes) -> None:
+    """The accelerator's fast parse (what parse_mikey returns where it applies) is None or
+    exactly the strict Python parse; it never accepts what the Python parser refuses."""
+    c = mikey._accel.speedups
+    fast = c.parse_message(bytes(data)) if c is not None else None
+    if fast is None:
+        return
+    try:
+        slow = mikey_codec._parse(bytes(data), False, map_padding=False)
+    except mikey.MikeyError:
+        raise AssertionError(
+            "the fast parser accepted a message the Python parser refuses"
+        ) from None
+    if fast != slow or [type(p) for p in fast.payloads] != [type(p) for p in slow.payloads]:
+        raise AssertionError("the fast parser and the Python parser disagree")
 
 
 def mikey_lenient(data: bytes) -> None:

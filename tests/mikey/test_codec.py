@@ -91,6 +91,9 @@ from .vectors import (
     srtp_sp,
 )
 
+# Every test runs through the C accelerator's fast parser and through the Python parser.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 NTP = SPEC_T_I.hex()  # a plausible NTP-UTC value (2024-01-01)
 
 

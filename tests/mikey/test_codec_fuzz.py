@@ -43,6 +43,9 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
+# Every test runs through the C accelerator's fast parser and through the Python parser.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 
 def check(data: bytes) -> None:
     """Parse in both modes; a success must be stable under encode/parse."""

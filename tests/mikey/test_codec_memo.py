@@ -8,6 +8,9 @@ from mikey.codec import Header, Leniency, Message, SecurityPolicy, SpParam, pars
 from mikey.errors import DecodeError
 from mikey.registry import DataType, ProtType, SrtpParam
 
+# Every test runs through the C accelerator's fast parser and through the Python parser.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 
 def message(*params: tuple[int, bytes]) -> bytes:
     sp = SecurityPolicy(0, ProtType.SRTP, tuple(SpParam(t, v) for t, v in params))

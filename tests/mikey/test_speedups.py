@@ -7,11 +7,14 @@ exchanges that must agree byte for byte.
 
 Oracles: ``hmac``/``hashlib`` and ``cryptography`` for the primitives, ``mikey.prf.PrfKey`` (the
 Python PRF, itself checked against the MIKEY-SPEC vectors and a naive HMAC in test_prf) for the
-PRF, ``pow`` and the Python Jacobi for the DH arithmetic.
+PRF, ``pow`` and the Python Jacobi for the DH arithmetic, and ``mikey.codec``'s Python parser
+(itself checked against the spec vectors, GStreamer's and tshark's decodings in test_codec) for
+the fast parse of the common message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from dataclasses import replace
 from typing import Any
@@ -21,8 +24,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mikey import _accel
+from mikey import _accel, codec
 from mikey.dh import DH_PARAMS, _jacobi
+from mikey.errors import DecodeError
 from mikey.exchange import CsbTable, StreamSpec
 from mikey.keying import KeyingResult, Mode
 from mikey.prf import PrfKey
@@ -31,6 +35,8 @@ from mikey.replay import ReplayGuard
 
 from .conftest import _BUILT, require_accelerator
 from .pair import EVERY_MODE, NOW, Pair, configs
+from .test_codec_fuzz import SEEDS, mutated
+from .vectors import messages, psk_aes_message
 
 _C: Any = _BUILT
 _DIGEST = {PrfFunc.MIKEY_1: 1, PrfFunc.PRF_HMAC_SHA_256: 2}
@@ -269,3 +275,137 @@ def test_wipe_zeroes_every_buffer_and_refuses_immutable_ones(impl: str) -> None:
 
 def test_mikey_wipe_is_the_accelerated_one() -> None:
     assert _accel.wipe is (_C.cleanse if _accel.speedups is not None else _accel._wipe_python)
+
+
+# --- parse_message: the common strict case of mikey.codec.parse_message -----------------------
+
+
+def _same(fast: object, slow: object, path: str = "message") -> None:
+    """Equal, field by field, with the very same types (bytes, not bytearray; enum members)."""
+    assert type(fast) is type(slow), (path, type(fast), type(slow))
+    if dataclasses.is_dataclass(fast):
+        for f in dataclasses.fields(fast):
+            _same(getattr(fast, f.name), getattr(slow, f.name), f"{path}.{f.name}")
+    elif isinstance(fast, tuple):
+        assert len(fast) == len(slow), path  # type: ignore[arg-type]
+        for i, (a, b) in enumerate(zip(fast, slow, strict=True)):  # type: ignore[call-overload]
+            _same(a, b, f"{path}[{i}]")
+    else:
+        assert fast == slow, (path, fast, slow)
+
+
+def _differential(data: bytes) -> object:
+    """The fast parse is None or exactly the strict Python parse; never accepts what it refuses."""
+    _C_setup()
+    try:
+        slow = codec._parse(data, False, map_padding=False)
+    except DecodeError:
+        slow = None
+    fast = _C.parse_message(data)
+    if fast is not None:
+        assert slow is not None, "the fast parser accepted what the Python parser refuses"
+        _same(fast, slow)
+        assert fast.encode() == data
+    return fast
+
+
+def _C_setup() -> None:
+    saved = _accel.speedups
+    _accel.speedups = _C
+    try:
+        codec._setup_fast_parser()  # ready even when the process runs with MIKEY_PURE_PYTHON
+    finally:
+        _accel.speedups = saved
+
+
+@pytest.mark.parametrize(("mode", "verify"), EVERY_MODE)
+def test_fast_parse_of_every_exchange_message(mode: Mode, verify: bool) -> None:
+    """Each message a real exchange sends; PSK, PK and RSA-R ones take the fast path."""
+    pair = Pair(*configs(mode, i_verify=verify))
+    i_msg = pair.offer(NOW, (StreamSpec(0x1234, 0, 0), StreamSpec(0x5678, 0, 0)))
+    reply = pair.responder.respond(i_msg, NOW)
+    for raw in (i_msg, reply.answer):
+        if raw is None:
+            continue
+        fast = _differential(raw)
+        if mode in (Mode.PSK, Mode.PK, Mode.RSA_R):
+            assert fast is not None, f"{mode.value}: the fast path was not taken"
+        else:  # DH payloads (and DHHMAC's NULL-encrypted KEMAC) are the Python parser's
+            assert fast is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages())
+def test_fast_parse_matches_python_on_valid_messages(m: codec.Message) -> None:
+    _differential(m.encode())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(mutated())
+def test_fast_parse_matches_python_on_mutated_messages(data: bytes) -> None:
+    _differential(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_fast_parse_matches_python_on_random_bytes(data: bytes) -> None:
+    _differential(b"\x01" + data)
+
+
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_fast_parse_every_bit_flip_and_truncation_of_the_seeds(seed: int) -> None:
+    data = SEEDS[seed][:400]
+    for i in range(len(data)):
+        _differential(data[:i])
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[i] ^= 1 << bit
+            _differential(bytes(flipped))
+
+
+def test_fast_parse_leaves_the_unusual_to_python() -> None:
+    """What needs a leniency or the Python parser's memo goes to it, and parse_message agrees."""
+    _C_setup()
+    base = psk_aes_message()
+    raw = base.encode()
+    codec.parse_message(raw)  # its SP parameter block is memoised now
+    assert _C.parse_message(raw) is not None
+    header_t = len(base.header.encode(0))  # the T payload follows the header
+    t_old = bytearray(raw)
+    t_old[header_t + 2 : header_t + 6] = b"\x01\x00\x00\x00"  # NTP in 1900: a leniency
+    no_rand = codec.Message(
+        base.header, tuple(p for p in base.payloads if not isinstance(p, codec.Rand))
+    ).encode()  # a PSK I_MESSAGE without RAND: a leniency
+    cases = [bytes(t_old), no_rand, raw + b"\x00", raw[:-1], b"\x02" + raw[1:]]
+    for data in cases:
+        assert _C.parse_message(data) is None
+    assert codec.parse_message(bytes(t_old), lenient=True).leniencies
+    assert codec.parse_message(no_rand, lenient=True).leniencies
+    with pytest.raises(DecodeError):
+        codec.parse_message(raw[:-1])
+
+
+def test_fast_parse_needs_the_memo_for_sp_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    _C_setup()
+    raw = psk_aes_message().encode()
+    codec._SP_BODY_CACHE.clear()
+    assert _C.parse_message(raw) is None  # an SP block it has not seen: Python parses it
+    codec.parse_message(raw)
+    assert _C.parse_message(raw) is not None
+
+
+def test_fast_parse_setup_and_argument_checks() -> None:
+    raw = psk_aes_message().encode()
+    codec.parse_message(raw)  # memoises its SP parameters
+    with pytest.raises(TypeError):
+        _C.parse_message(bytearray(raw))
+    try:
+        with pytest.raises(ValueError, match="sizes"):
+            _C.parse_setup((), (), (), {}, b"\0\0\0\0")
+        assert _C.parse_message(raw) is None  # a failed setup leaves the fast parser off
+        with pytest.raises(TypeError):
+            _C.parse_setup(((1, 2),) * 13, ({},) * 12, ({},) * 3, {}, b"\0\0\0\0")
+        assert _C.parse_message(raw) is None
+    finally:
+        _C_setup()
+    assert _C.parse_message(raw) is not None  # until a good one
