@@ -31,7 +31,7 @@
  *   jacobi(a, n) -> int
  *       The Jacobi symbol (a/n) for odd n > 0 (OpenSSL's BN_kronecker), the DH subgroup check
  *       of a public peer value.
- *   parse_setup(classes, enums, lengths, sp_cache, ntp_2000) -> None
+ *   parse_setup(classes, enums, lengths, sp_cache, sp_encoded, ntp_2000) -> None
  *   parse_message(data) -> Message | None
  *       The common case of mikey.codec.parse_message, done in one pass: a strictly valid
  *       message of the payloads the PSK, PK and RSA-R exchanges send (header with an SRTP-ID
@@ -43,6 +43,11 @@
  *       So this code never produces an error for its input; it reads it through one
  *       bounds-checked cursor, and tests/mikey/test_speedups.py checks it against the Python
  *       parser on valid, mutated and random messages.
+ *   encode_message(message) -> bytes | None
+ *       Message.encode for the messages parse_message builds (the same classes, exactly; an
+ *       SP's parameter block from the Python encoder's memo), byte for byte what the Python
+ *       encoder writes. Anything else, and any field out of range, returns None and the Python
+ *       encoder decides (and names the error).
  *
  * Every buffer that held key material or keyed hash state is cleansed before it is freed.
  * Errors are ValueError/TypeError with fixed texts (the Python callers check arguments before
@@ -524,6 +529,7 @@ static struct {
     PyObject *member[N_ENUMS][256]; /* code point -> enum member (borrowed from the tuple) */
     int length[N_LENGTHS][256];     /* code point -> value length, -1 unknown */
     PyObject *sp_cache;             /* mikey.codec._SP_BODY_CACHE: (prot, body) -> params */
+    PyObject *sp_encoded;           /* mikey.codec._SP_ENCODED: id(params) -> (params, body) */
     unsigned char ntp_2000[4];
     PyObject *keep;                 /* owns everything above */
 } P;
@@ -817,17 +823,264 @@ done:
     return msg;
 }
 
+/* ---- encode_message: Message.encode for the same classes -------------------------------- */
+
+#define MAX_MESSAGE 65535
+static unsigned char ebuf[MAX_MESSAGE];  /* under the GIL; nothing below runs Python code */
+
+typedef struct {
+    Py_ssize_t n;
+} out_buf;
+
+/* 1 = written, 0 = not the common case (too long). */
+static int put(out_buf *o, const void *data, Py_ssize_t n) {
+    if (n < 0 || MAX_MESSAGE - o->n < n) return 0;
+    memcpy(ebuf + o->n, data, (size_t)n);
+    o->n += n;
+    return 1;
+}
+static int put_u8(out_buf *o, long v) {
+    unsigned char b = (unsigned char)v;
+    return put(o, &b, 1);
+}
+static int put_u16(out_buf *o, long v) {
+    unsigned char b[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+    return put(o, b, 2);
+}
+static int put_u32(out_buf *o, long long v) {
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    return put(o, b, 4);
+}
+
+/* Field i of obj (an instance of class c) as a new reference; NULL = unset (error cleared). */
+static PyObject *field(int c, PyObject *obj, int i) {
+    PyObject *d = PyTuple_GET_ITEM(P.slots[c], i);
+    PyObject *v = Py_TYPE(d)->tp_descr_get(d, obj, (PyObject *)P.cls[c]);
+    if (!v) PyErr_Clear();
+    return v;
+}
+/* An int field in lo..hi: 1, else 0 (unset, not an int, out of range). */
+static int field_int(int c, PyObject *obj, int i, long long lo, long long hi, long long *out) {
+    PyObject *v = field(c, obj, i);
+    long long x;
+    if (!v) return 0;
+    if (!PyLong_Check(v)) {
+        Py_DECREF(v);
+        return 0;
+    }
+    x = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (x < lo || x > hi) return 0;
+    *out = x;
+    return 1;
+}
+/* A bytes field (exactly bytes): a new reference, or NULL. */
+static PyObject *field_bytes(int c, PyObject *obj, int i) {
+    PyObject *v = field(c, obj, i);
+    if (v && !PyBytes_CheckExact(v)) Py_CLEAR(v);
+    return v;
+}
+
+static int payload_type(PyObject *p) {
+    PyTypeObject *t = Py_TYPE(p);
+    if (t == P.cls[C_T]) return PT_T;
+    if (t == P.cls[C_RAND]) return PT_RAND;
+    if (t == P.cls[C_ID]) return PT_ID;
+    if (t == P.cls[C_SP]) return PT_SP;
+    if (t == P.cls[C_KEMAC]) return PT_KEMAC;
+    if (t == P.cls[C_V]) return PT_V;
+    if (t == P.cls[C_CERT]) return PT_CERT;
+    if (t == P.cls[C_SIGN]) return PT_SIGN;
+    if (t == P.cls[C_PKE]) return PT_PKE;
+    if (t == P.cls[C_CHASH]) return PT_CHASH;
+    return -1;
+}
+
+/* Payload p of type t followed by payload type next: 1 = written, 0 = not the common case. */
+static int encode_payload(out_buf *o, PyObject *p, int t, int next) {
+    long long a, b;
+    PyObject *data = NULL, *data2 = NULL, *params = NULL, *key = NULL, *hit;
+    Py_ssize_t n;
+    int ok = 0;
+
+    switch (t) {
+    case PT_T:  /* next, TS type, value of its type's length */
+        if (!field_int(C_T, p, 0, 0, 255, &a) || P.length[L_TS][a] < 0) return 0;
+        if (!(data = field_bytes(C_T, p, 1))) return 0;
+        ok = PyBytes_GET_SIZE(data) == P.length[L_TS][a] && put_u8(o, next) && put_u8(o, a) &&
+             put(o, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+        break;
+    case PT_RAND:  /* next, length 1..255, RAND */
+        if (!(data = field_bytes(C_RAND, p, 0))) return 0;
+        n = PyBytes_GET_SIZE(data);
+        ok = n >= 1 && n <= 255 && put_u8(o, next) && put_u8(o, n) &&
+             put(o, PyBytes_AS_STRING(data), n);
+        break;
+    case PT_ID:  /* next, ID type, length, ID */
+        if (!field_int(C_ID, p, 0, 0, 255, &a) || !(data = field_bytes(C_ID, p, 1))) return 0;
+        n = PyBytes_GET_SIZE(data);
+        ok = n <= 0xFFFF && put_u8(o, next) && put_u8(o, a) && put_u16(o, n) &&
+             put(o, PyBytes_AS_STRING(data), n);
+        break;
+    case PT_SP:  /* next, policy no, prot type, length, the memoised parameter block */
+        if (!field_int(C_SP, p, 0, 0, 255, &a) || !field_int(C_SP, p, 1, 0, 255, &b)) return 0;
+        if (!(params = field(C_SP, p, 2))) return 0;
+        key = PyLong_FromVoidPtr(params);
+        if (!key) {
+            Py_DECREF(params);
+            return -1;
+        }
+        hit = PyDict_GetItemWithError(P.sp_encoded, key);  /* borrowed */
+        Py_DECREF(key);
+        if (!hit) {
+            Py_DECREF(params);
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        ok = PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2 &&
+             PyTuple_GET_ITEM(hit, 0) == params && PyBytes_CheckExact(PyTuple_GET_ITEM(hit, 1));
+        if (ok) {
+            data = PyTuple_GET_ITEM(hit, 1);
+            Py_INCREF(data);
+            n = PyBytes_GET_SIZE(data);
+            ok = n <= 0xFFFF && put_u8(o, next) && put_u8(o, a) && put_u8(o, b) &&
+                 put_u16(o, n) && put(o, PyBytes_AS_STRING(data), n);
+        }
+        Py_DECREF(params);
+        break;
+    case PT_KEMAC:  /* next, encr alg, length, encr data, MAC alg, MAC of its length */
+        if (!field_int(C_KEMAC, p, 0, 0, 255, &a) || !field_int(C_KEMAC, p, 2, 0, 255, &b) ||
+            P.length[L_MAC][b] < 0)
+            return 0;
+        if (!(data = field_bytes(C_KEMAC, p, 1))) return 0;
+        if (!(data2 = field_bytes(C_KEMAC, p, 3))) break;
+        n = PyBytes_GET_SIZE(data);
+        ok = n <= 0xFFFF && PyBytes_GET_SIZE(data2) == P.length[L_MAC][b] && put_u8(o, next) &&
+             put_u8(o, a) && put_u16(o, n) && put(o, PyBytes_AS_STRING(data), n) &&
+             put_u8(o, b) && put(o, PyBytes_AS_STRING(data2), PyBytes_GET_SIZE(data2));
+        break;
+    case PT_V:  /* next, auth alg, MAC of its length */
+        if (!field_int(C_V, p, 0, 0, 255, &a) || P.length[L_MAC][a] < 0) return 0;
+        if (!(data = field_bytes(C_V, p, 1))) return 0;
+        ok = PyBytes_GET_SIZE(data) == P.length[L_MAC][a] && put_u8(o, next) && put_u8(o, a) &&
+             put(o, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+        break;
+    case PT_CERT:  /* next, cert type, length, certificate */
+        if (!field_int(C_CERT, p, 0, 0, 255, &a) || !(data = field_bytes(C_CERT, p, 1)))
+            return 0;
+        n = PyBytes_GET_SIZE(data);
+        ok = n <= 0xFFFF && put_u8(o, next) && put_u8(o, a) && put_u16(o, n) &&
+             put(o, PyBytes_AS_STRING(data), n);
+        break;
+    case PT_CHASH:  /* next, hash func, hash of its length */
+        if (!field_int(C_CHASH, p, 0, 0, 255, &a) || P.length[L_HASH][a] < 0) return 0;
+        if (!(data = field_bytes(C_CHASH, p, 1))) return 0;
+        ok = PyBytes_GET_SIZE(data) == P.length[L_HASH][a] && put_u8(o, next) &&
+             put_u8(o, a) && put(o, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+        break;
+    case PT_PKE:  /* next, C (2 bits) and length (14 bits), envelope */
+        if (!field_int(C_PKE, p, 0, 0, 3, &a) || !(data = field_bytes(C_PKE, p, 1))) return 0;
+        n = PyBytes_GET_SIZE(data);
+        ok = n <= 0x3FFF && put_u8(o, next) && put_u16(o, (a << 14) | n) &&
+             put(o, PyBytes_AS_STRING(data), n);
+        break;
+    case PT_SIGN:  /* S type (4 bits) and length (12 bits), signature; the last payload */
+        if (next != PT_LAST || !field_int(C_SIGN, p, 0, 0, 15, &a)) return 0;
+        if (!(data = field_bytes(C_SIGN, p, 1))) return 0;
+        n = PyBytes_GET_SIZE(data);
+        ok = n <= 0x0FFF && put_u16(o, (a << 12) | n) && put(o, PyBytes_AS_STRING(data), n);
+        break;
+    default:
+        return 0;
+    }
+    Py_XDECREF(data);
+    Py_XDECREF(data2);
+    return ok;
+}
+
+static int encode_header(out_buf *o, PyObject *h, int next) {
+    long long data_type, csb_id, map_type, prf, version, policy_no, ssrc, roc;
+    PyObject *v, *map, *e;
+    Py_ssize_t i, count;
+    int ok;
+
+    if (!field_int(C_HEADER, h, 0, 0, 255, &data_type) ||
+        !field_int(C_HEADER, h, 1, 0, 0xFFFFFFFFLL, &csb_id) ||
+        !field_int(C_HEADER, h, 3, 0, 0, &map_type) ||  /* SRTP-ID */
+        !field_int(C_HEADER, h, 5, 0, 0x7F, &prf) || !field_int(C_HEADER, h, 6, 0, 255, &version))
+        return 0;
+    if (!(v = field(C_HEADER, h, 4))) return 0;
+    Py_DECREF(v);  /* a bool singleton: compared by identity below */
+    if (v != Py_True && v != Py_False) return 0;
+    if (!(map = field(C_HEADER, h, 2))) return 0;
+    count = PyTuple_CheckExact(map) ? PyTuple_GET_SIZE(map) : -1;
+    ok = count >= 0 && count <= 255 && put_u8(o, version) && put_u8(o, data_type) &&
+         put_u8(o, next) && put_u8(o, (v == Py_True ? 0x80 : 0) | prf) && put_u32(o, csb_id) &&
+         put_u8(o, count) && put_u8(o, map_type);
+    for (i = 0; ok && i < count; i++) {
+        e = PyTuple_GET_ITEM(map, i);
+        ok = Py_TYPE(e) == P.cls[C_SRTP_ID] && field_int(C_SRTP_ID, e, 0, 0, 255, &policy_no) &&
+             field_int(C_SRTP_ID, e, 1, 0, 0xFFFFFFFFLL, &ssrc) &&
+             field_int(C_SRTP_ID, e, 2, 0, 0xFFFFFFFFLL, &roc) && put_u8(o, policy_no) &&
+             put_u32(o, ssrc) && put_u32(o, roc);
+    }
+    Py_DECREF(map);
+    return ok;
+}
+
+static PyObject *speedups_encode_message(PyObject *self, PyObject *msg) {
+    out_buf o = {0};
+    PyObject *header = NULL, *payloads = NULL, *trailing = NULL, *result = NULL;
+    Py_ssize_t i, n;
+    int t, next, r;
+
+    if (!P.ready || Py_TYPE(msg) != P.cls[C_MESSAGE]) Py_RETURN_NONE;
+    header = field(C_MESSAGE, msg, 0);
+    payloads = field(C_MESSAGE, msg, 1);
+    trailing = field_bytes(C_MESSAGE, msg, 2);
+    if (!header || Py_TYPE(header) != P.cls[C_HEADER] || !payloads ||
+        !PyTuple_CheckExact(payloads) || !trailing)
+        goto fallback;
+    n = PyTuple_GET_SIZE(payloads);
+    t = n ? payload_type(PyTuple_GET_ITEM(payloads, 0)) : PT_LAST;
+    if (t < 0 || !encode_header(&o, header, t)) goto fallback;
+    for (i = 0; i < n; i++) {
+        next = i + 1 < n ? payload_type(PyTuple_GET_ITEM(payloads, i + 1)) : PT_LAST;
+        if (next < 0) goto fallback;
+        r = encode_payload(&o, PyTuple_GET_ITEM(payloads, i), t, next);
+        if (r < 0) goto done;
+        if (r == 0) goto fallback;
+        t = next;
+    }
+    if (!put(&o, PyBytes_AS_STRING(trailing), PyBytes_GET_SIZE(trailing))) goto fallback;
+    result = PyBytes_FromStringAndSize((const char *)ebuf, o.n);
+    goto done;
+fallback:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(header);
+    Py_XDECREF(payloads);
+    Py_XDECREF(trailing);
+    return result;
+}
+
 static PyObject *speedups_parse_setup(PyObject *self, PyObject *args) {
-    /* parse_setup(classes, enums, lengths, sp_cache, ntp_2000):
+    /* parse_setup(classes, enums, lengths, sp_cache, sp_encoded, ntp_2000):
      *   classes: N_CLASSES (class, descriptors) pairs; enums: N_ENUMS dicts {int: member};
-     *   lengths: N_LENGTHS dicts {int: int}; sp_cache: dict; ntp_2000: 4 bytes. */
-    PyObject *classes, *enums, *lengths, *sp_cache, *item, *key, *value;
+     *   lengths: N_LENGTHS dicts {int: int}; the two SP memos: dicts; ntp_2000: 4 bytes. */
+    PyObject *classes, *enums, *lengths, *sp_cache, *sp_encoded, *item, *key, *value;
     Py_buffer ntp;
     Py_ssize_t i, pos;
     long k, v;
 
-    if (!PyArg_ParseTuple(args, "O!O!O!O!y*", &PyTuple_Type, &classes, &PyTuple_Type, &enums,
-                          &PyTuple_Type, &lengths, &PyDict_Type, &sp_cache, &ntp))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!y*", &PyTuple_Type, &classes, &PyTuple_Type, &enums,
+                          &PyTuple_Type, &lengths, &PyDict_Type, &sp_cache, &PyDict_Type,
+                          &sp_encoded, &ntp))
         return NULL;
     P.ready = 0;
     if (PyTuple_GET_SIZE(classes) != N_CLASSES || PyTuple_GET_SIZE(enums) != N_ENUMS ||
@@ -886,7 +1139,8 @@ static PyObject *speedups_parse_setup(PyObject *self, PyObject *args) {
         }
     }
     P.sp_cache = sp_cache;
-    Py_XSETREF(P.keep, PyTuple_Pack(4, classes, enums, lengths, sp_cache));
+    P.sp_encoded = sp_encoded;
+    Py_XSETREF(P.keep, PyTuple_Pack(5, classes, enums, lengths, sp_cache, sp_encoded));
     if (!P.keep) return NULL;
     P.ready = 1;
     Py_RETURN_NONE;
@@ -905,7 +1159,9 @@ static PyMethodDef speedups_methods[] = {
     {"cleanse", (PyCFunction)(void (*)(void))speedups_cleanse, METH_FASTCALL,
      "Overwrite each writable buffer with zeros (None is skipped)."},
     {"parse_setup", speedups_parse_setup, METH_VARARGS,
-     "The classes and tables parse_message builds with (mikey.codec calls it once)."},
+     "The classes and tables parse_message and encode_message use (mikey.codec calls it)."},
+    {"encode_message", speedups_encode_message, METH_O,
+     "Message.encode for parse_message's classes; None for anything else."},
     {"parse_message", speedups_parse_message, METH_O,
      "The common strict case of mikey.codec.parse_message; None for anything else."},
     {NULL, NULL, 0, NULL},

@@ -28,7 +28,9 @@ def parse_setup(
     enums: tuple[dict[int, Any], ...],
     lengths: tuple[dict[int, int], ...],
     sp_cache: dict[Any, Any],
+    sp_encoded: dict[Any, Any],
     ntp_2000: bytes,
     /,
 ) -> None: ...
 def parse_message(data: bytes, /) -> Any: ...
+def encode_message(message: object, /) -> bytes | None: ...

@@ -1438,6 +1438,12 @@ class Message:
 
     def encode(self) -> bytes:
         """The exact wire bytes of this message; a field out of range raises EncodeError."""
+        c = _accel.speedups
+        if c is not None:
+            # The accelerator writes the common message in one pass; None: this encoder does.
+            out: bytes | None = c.encode_message(self)
+            if out is not None:
+                return out
         try:
             return self._encode()
         except (struct.error, OverflowError, ValueError) as exc:
@@ -1615,7 +1621,9 @@ def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
 
 # The accelerator's parse_message builds these classes through their slot descriptors, as
 # fast_init's __init__ does (none of them has a __post_init__ to run), and reads the code points
-# and lengths from these tables; SP parameters only from the memo this parser fills.
+# and lengths from these tables; SP parameters only from the memo this parser fills. Its
+# encode_message reads the same classes (exactly these, no subclass) and takes an SP's parameter
+# block from _sp_body's memo.
 _FAST_CLASSES = (
     Message,
     Header,
@@ -1649,7 +1657,7 @@ _FAST_ENUMS = (
 
 def _setup_fast_parser() -> None:
     c = _accel.speedups
-    if c is None:
+    if c is None or not hasattr(c, "parse_setup"):  # a build older than this source: unused
         return
     classes = []
     for cls in _FAST_CLASSES:
@@ -1659,7 +1667,7 @@ def _setup_fast_parser() -> None:
         classes.append((cls, tuple(cls.__dict__[f.name] for f in fields)))
     enums = tuple({int(m): m for m in e} for e in _FAST_ENUMS)
     lengths = tuple({int(k): v for k, v in t.items()} for t in (TS_LENGTH, MAC_LENGTH, HASH_LENGTH))
-    c.parse_setup(tuple(classes), enums, lengths, _SP_BODY_CACHE, _NTP_2000_BYTES)
+    c.parse_setup(tuple(classes), enums, lengths, _SP_BODY_CACHE, _SP_ENCODED, _NTP_2000_BYTES)
 
 
 _setup_fast_parser()

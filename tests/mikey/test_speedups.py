@@ -36,7 +36,7 @@ from mikey.replay import ReplayGuard
 from .conftest import _BUILT, require_accelerator
 from .pair import EVERY_MODE, NOW, Pair, configs
 from .test_codec_fuzz import SEEDS, mutated
-from .vectors import messages, psk_aes_message
+from .vectors import messages, pk_message, psk_aes_message, rsa_r_messages
 
 _C: Any = _BUILT
 _DIGEST = {PrfFunc.MIKEY_1: 1, PrfFunc.PRF_HMAC_SHA_256: 2}
@@ -401,11 +401,194 @@ def test_fast_parse_setup_and_argument_checks() -> None:
         _C.parse_message(bytearray(raw))
     try:
         with pytest.raises(ValueError, match="sizes"):
-            _C.parse_setup((), (), (), {}, b"\0\0\0\0")
+            _C.parse_setup((), (), (), {}, {}, b"\0\0\0\0")
         assert _C.parse_message(raw) is None  # a failed setup leaves the fast parser off
         with pytest.raises(TypeError):
-            _C.parse_setup(((1, 2),) * 13, ({},) * 12, ({},) * 3, {}, b"\0\0\0\0")
+            _C.parse_setup(((1, 2),) * 13, ({},) * 12, ({},) * 3, {}, {}, b"\0\0\0\0")
         assert _C.parse_message(raw) is None
     finally:
         _C_setup()
     assert _C.parse_message(raw) is not None  # until a good one
+
+
+# --- encode_message: Message.encode for the same classes ---------------------------------------
+
+
+def _encode_differential(m: codec.Message) -> bytes | None:
+    """The fast encode is None or exactly the Python encoder's bytes; None where it refuses."""
+    _C_setup()
+    try:
+        slow: bytes | None = m._encode()
+    except Exception:  # ill-typed fields fail in many ways; any failure counts
+        slow = None
+    fast = _C.encode_message(m)
+    if fast is not None:
+        assert slow is not None, "the fast encoder wrote what the Python encoder refuses"
+        assert type(fast) is bytes
+        assert fast == slow
+    return fast
+
+
+@pytest.mark.parametrize(("mode", "verify"), EVERY_MODE)
+def test_fast_encode_of_every_exchange_message(mode: Mode, verify: bool) -> None:
+    pair = Pair(*configs(mode, i_verify=verify))
+    i_msg = pair.offer(NOW, (StreamSpec(0x1234, 0, 0), StreamSpec(0x5678, 0, 0)))
+    reply = pair.responder.respond(i_msg, NOW)
+    for raw in (i_msg, reply.answer):
+        if raw is None:
+            continue
+        m = codec._parse(raw, False, map_padding=False)
+        m._encode()  # the Python encoder memoises the SP parameter block, as in an exchange
+        fast = _encode_differential(m)
+        if mode in (Mode.PSK, Mode.PK, Mode.RSA_R):
+            assert fast == raw, f"{mode.value}: the fast path was not taken"
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages())
+def test_fast_encode_matches_python_on_valid_messages(m: codec.Message) -> None:
+    m._encode()
+    _encode_differential(m)
+
+
+_FIELD_VALUES = st.one_of(
+    st.integers(-2, 2),
+    st.sampled_from([0x7F, 0x80, 0xFF, 0x100, 0x3FFF, 0x4000, 0xFFFF, 0x10000, 2**32 - 1, 2**32]),
+    st.booleans(),
+    st.binary(max_size=40),
+    st.sampled_from([b"", bytes(4), bytes(8), bytes(20), bytes(256), bytes(0x1000), None]),
+    st.builds(bytearray, st.binary(max_size=8)),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(messages(), st.data())
+def test_fast_encode_matches_python_on_altered_fields(
+    m: codec.Message, data: st.DataObject
+) -> None:
+    """Any field of the header, a map entry or a payload replaced by a value of any type or
+    range: the fast encoder writes the Python encoder's bytes or leaves it to the Python one."""
+    m._encode()
+    targets = ["header", *(f"payload {i}" for i in range(len(m.payloads)))]
+    if m.header.cs_map:
+        targets.append("entry")
+    target = data.draw(st.sampled_from(targets))
+    value = data.draw(_FIELD_VALUES)
+    if target == "header":
+        name = data.draw(st.sampled_from([f.name for f in dataclasses.fields(codec.Header)]))
+        m = replace(m, header=_force(m.header, name, value))
+    elif target == "entry":
+        entry = m.header.cs_map[0]
+        name = data.draw(st.sampled_from([f.name for f in dataclasses.fields(entry)]))
+        cs_map = (_force(entry, name, value), *m.header.cs_map[1:])
+        m = replace(m, header=_force(m.header, "cs_map", cs_map))
+    else:
+        i = int(target.split()[1])
+        p = m.payloads[i]
+        name = data.draw(st.sampled_from([f.name for f in dataclasses.fields(p)]))  # type: ignore[arg-type]
+        m = replace(m, payloads=(*m.payloads[:i], _force(p, name, value), *m.payloads[i + 1 :]))
+    _encode_differential(m)
+
+
+def _force(obj: Any, name: str, value: object) -> Any:
+    """A copy of a frozen object with one field set to anything (no __init__ checks)."""
+    new = object.__new__(type(obj))
+    for f in dataclasses.fields(obj):
+        object.__setattr__(new, f.name, value if f.name == name else getattr(obj, f.name))
+    return new
+
+
+def test_fast_encode_leaves_the_unusual_to_python() -> None:
+    _C_setup()
+    m = psk_aes_message()
+    raw = m._encode()
+    assert _C.encode_message(m) == raw
+
+    class Sub(codec.Message):
+        __slots__ = ()
+
+    sub = object.__new__(Sub)
+    for f in dataclasses.fields(m):
+        object.__setattr__(sub, f.name, getattr(m, f.name))
+    big = replace(m, trailing=bytes(65536 - len(raw)))  # one byte over the maximum
+    sign_first = replace(m, payloads=(codec.Sign(codec.SignType.RSA_PSS, b"s"), *m.payloads))
+    for odd in (sub, big, sign_first, object()):
+        assert _C.encode_message(odd) is None
+    with pytest.raises(codec.EncodeError):
+        big.encode()
+    with pytest.raises(codec.EncodeError):
+        sign_first.encode()
+    exact = replace(m, trailing=bytes(65535 - len(raw)))  # the largest message encodes
+    assert _C.encode_message(exact) == exact._encode()
+
+
+def _with(m: codec.Message, cls: type, name: str, value: object) -> codec.Message:
+    """``m`` with field ``name`` of its first ``cls`` payload (or header, map entry) forced."""
+    if cls is codec.Header:
+        return replace(m, header=_force(m.header, name, value))
+    if cls is codec.SrtpIdEntry:
+        cs_map = (_force(m.header.cs_map[0], name, value), *m.header.cs_map[1:])
+        return replace(m, header=_force(m.header, "cs_map", cs_map))
+    i = next(i for i, p in enumerate(m.payloads) if type(p) is cls)
+    p = _force(m.payloads[i], name, value)
+    return replace(m, payloads=(*m.payloads[:i], p, *m.payloads[i + 1 :]))
+
+
+_PSK = psk_aes_message()
+_PK = pk_message()
+_RSA_R = rsa_r_messages()[1]
+_PK_CHASH = replace(
+    _PK,
+    payloads=(*_PK.payloads[:-1], codec.Chash(codec.HashFunc.SHA_256, bytes(32)), _PK.payloads[-1]),
+)
+OUT_OF_RANGE = [
+    (_PSK, codec.Rand, "value", b""),
+    (_PSK, codec.Rand, "value", bytes(256)),
+    (_PSK, codec.Header, "prf", 0x80),
+    (_PSK, codec.Header, "csb_id", 2**32),
+    (_PSK, codec.Header, "csb_id", -1),
+    (_PSK, codec.Header, "version", 256),
+    (_PSK, codec.Header, "data_type", 256),
+    (_PSK, codec.SrtpIdEntry, "ssrc", 2**32),
+    (_PSK, codec.SrtpIdEntry, "policy_no", 256),
+    (_PSK, codec.Timestamp, "value", bytes(7)),
+    (_PK, codec.IdPayload, "data", bytes(0x10000)),
+    (_PSK, codec.Kemac, "encr_data", bytes(0x10000)),
+    (_PSK, codec.Kemac, "mac", bytes(19)),
+    (_PSK, codec.SecurityPolicy, "policy_no", 256),
+    (_PK, codec.Cert, "data", bytes(0x10000)),
+    (_PK, codec.Pke, "data", bytes(0x4000)),
+    (_PK, codec.Pke, "cache", 4),
+    (_PK, codec.Sign, "signature", bytes(0x1000)),
+    (_PK, codec.Sign, "sign_type", 16),
+    (_PK_CHASH, codec.Chash, "digest", bytes(31)),
+]
+
+
+@pytest.mark.parametrize(("m", "cls", "name", "value"), OUT_OF_RANGE)
+def test_fast_encode_refuses_each_out_of_range_field(
+    m: codec.Message, cls: type, name: str, value: object
+) -> None:
+    _C_setup()
+    m._encode()
+    assert _C.encode_message(m) is not None  # the message itself takes the fast path
+    bad = _with(m, cls, name, value)
+    assert _C.encode_message(bad) is None
+    with pytest.raises(codec.EncodeError):
+        bad.encode()
+
+
+def test_fast_encode_writes_the_largest_values() -> None:
+    _C_setup()
+    for m, cls, name, value in [
+        (_PSK, codec.Rand, "value", bytes(range(255))),
+        (_PSK, codec.Header, "prf", 0x7F),
+        (_PSK, codec.Header, "csb_id", 2**32 - 1),
+        (_PSK, codec.SrtpIdEntry, "roc", 2**32 - 1),
+        (_PK, codec.Pke, "data", bytes(0x3FFF)),
+        (_PK, codec.Sign, "signature", bytes(0xFFF)),
+        (_RSA_R, codec.Pke, "cache", 2),
+    ]:
+        big = _with(m, cls, name, value)
+        big._encode()
+        assert _C.encode_message(big) == big._encode(), (cls.__name__, name)
