@@ -1,7 +1,9 @@
-"""The optional C accelerator of the key schedule and KEMAC primitives, or ``None``.
+"""The optional C accelerator of the key schedule, KEMAC primitives and common codec path, or None.
 
-``mikey/_speedups.c`` computes the MIKEY PRF, HMAC and AES-CTR with OpenSSL in one call each;
-:mod:`mikey.prf` and :mod:`mikey.crypto` use it when it was built and keep their pure-Python code
+``mikey/_speedups.c`` computes the MIKEY PRF, HMAC and AES-CTR with OpenSSL in one call each,
+the DH modexps and subgroup check, and parses and encodes the common strictly valid message in
+one pass (anything else it leaves to the Python codec). :mod:`mikey.prf`, :mod:`mikey.crypto`,
+:mod:`mikey.dh` and :mod:`mikey.codec` use it when it was built and keep their pure-Python code
 as the reference (and as the fallback where it was not built). Setting the environment variable
 ``MIKEY_PURE_PYTHON=1`` before import turns it off.
 """

@@ -10,6 +10,11 @@ one in :attr:`Message.leniencies` so the caller can log or refuse it.
 Invariants: parsing always advances or stops (there is no generic length field, so an unknown
 payload ends the chain: an error in strict mode, an opaque tail in lenient mode); message size
 and payload counts are capped; nothing here touches keys beyond copying bytes.
+
+Where the C accelerator is built, :func:`parse_message` and :meth:`Message.encode` first offer the
+message to its fast path, which handles one strict shape (the payloads of the PSK, PK and RSA-R
+exchanges, an SRTP-ID map) and returns the same objects or bytes as this code; for everything
+else, malformed input included, it declines and this code decides, with its errors.
 """
 
 from __future__ import annotations
