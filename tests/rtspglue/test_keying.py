@@ -404,7 +404,10 @@ async def test_200_concurrent_keyed_sessions_audit_to_zero() -> None:
     # One anonymous PSK config serves both roles, so clients may provide keys or answer them.
     shared = ExchangeConfig(psk=StaticPskStore({}, default=bytes(range(16))))
     server_cfg, client_cfg = shared, replace(shared, csbs=CsbTable())
-    config = ServerConfig(max_sessions=256, session_timeout=0.5, reap_interval=0.05)
+    # The idle timeout is 10x the longest planned pause before TEARDOWN, so a loaded machine
+    # (200 clients on 2 cores, other suites running) cannot reap a session that is about to be
+    # torn down; with 0.5 s one TEARDOWN met 454 in a clean-clone run.
+    config = ServerConfig(max_sessions=256, session_timeout=2.0, reap_interval=0.05)
     rng = random.Random(4567)
     async with _rig(server_cfg, client_cfg, config=config) as rig:
 
@@ -423,7 +426,7 @@ async def test_200_concurrent_keyed_sessions_audit_to_zero() -> None:
             elif action == "kill":
                 await client.abort()
             elif action == "timeout":
-                await asyncio.sleep(1.0)  # the server reaps the idle session
+                await asyncio.sleep(2.5)  # the server reaps the idle session
                 await client.abort()
             else:
                 await client.close()
