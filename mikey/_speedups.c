@@ -590,6 +590,33 @@ static int take_bytes(cursor *c, Py_ssize_t n, PyObject **out) {
     return 1;
 }
 
+/* A payload of the form next, type byte (an enum of table e), value: of the type's length from
+ * length table l, or (l < 0) of a 16-bit length given first; built as class cls(member, value).
+ * *type_byte gets the type. 1 = parsed, 0 = not the common case, -1 = error set. */
+static int parse_typed(cursor *c, unsigned *next, int e, int l, int cls, PyObject **out,
+                       unsigned *type_byte) {
+    unsigned a, n;
+    PyObject *member, *data, *vals[2];
+    int r;
+
+    if (!take_u8(c, next) || !take_u8(c, &a)) return 0;
+    member = P.member[e][a];
+    if (!member) return 0;
+    if (l >= 0) {
+        if (P.length[l][a] < 0) return 0;
+        n = (unsigned)P.length[l][a];
+    } else if (!take_u16(c, &n)) {
+        return 0;
+    }
+    if ((r = take_bytes(c, n, &data)) <= 0) return r;
+    vals[0] = member;
+    vals[1] = data;
+    *out = build(cls, vals, 2);
+    Py_DECREF(data);
+    *type_byte = a;
+    return *out ? 1 : -1;
+}
+
 /* Parse one payload of type t into *out (a new reference) and its next payload type.
  * 1 = parsed, 0 = not the common case, -1 = error set. */
 static int parse_payload(cursor *c, unsigned t, PyObject **out, unsigned *next, int *rand_seen) {
@@ -599,19 +626,14 @@ static int parse_payload(cursor *c, unsigned t, PyObject **out, unsigned *next, 
 
     *out = NULL;
     switch (t) {
-    case PT_T:  /* next, TS type, value (RFC 3830 §6.6) */
-        if (!take_u8(c, next) || !take_u8(c, &a)) return 0;
-        m1 = P.member[E_TS_TYPE][a];
-        if (!m1 || P.length[L_TS][a] < 0) return 0;
-        if ((r = take_bytes(c, P.length[L_TS][a], &data)) <= 0) return r;
+    case PT_T:  /* next, TS type, value of its type's length (RFC 3830 §6.6) */
+        r = parse_typed(c, next, E_TS_TYPE, L_TS, C_T, out, &a);
         /* NTP-UTC / NTP before 2000 needs the NON_NTP_TIMESTAMP leniency (mikey.codec._p_t) */
-        if ((a == 0 || a == 1) && memcmp(PyBytes_AS_STRING(data), P.ntp_2000, 4) < 0) {
-            Py_DECREF(data);
+        if (r == 1 && (a == 0 || a == 1) && memcmp(c->p + c->pos - 8, P.ntp_2000, 4) < 0) {
+            Py_CLEAR(*out);
             return 0;
         }
-        vals[0] = m1; vals[1] = data;
-        *out = build(C_T, vals, 2);
-        break;
+        return r;
     case PT_RAND:  /* next, length, RAND (§6.11) */
         if (!take_u8(c, next) || !take_u8(c, &n) || n == 0) return 0;
         if ((r = take_bytes(c, n, &data)) <= 0) return r;
@@ -620,13 +642,7 @@ static int parse_payload(cursor *c, unsigned t, PyObject **out, unsigned *next, 
         *rand_seen = 1;
         break;
     case PT_ID:  /* next, ID type, length, ID (§6.7) */
-        if (!take_u8(c, next) || !take_u8(c, &a) || !take_u16(c, &n)) return 0;
-        m1 = P.member[E_ID_TYPE][a];
-        if (!m1) return 0;
-        if ((r = take_bytes(c, n, &data)) <= 0) return r;
-        vals[0] = m1; vals[1] = data;
-        *out = build(C_ID, vals, 2);
-        break;
+        return parse_typed(c, next, E_ID_TYPE, -1, C_ID, out, &a);
     case PT_SP: {  /* next, policy no, prot type, length, parameters (§6.10) */
         unsigned policy_no;
         PyObject *policy;
@@ -670,30 +686,12 @@ static int parse_payload(cursor *c, unsigned t, PyObject **out, unsigned *next, 
         vals[0] = m1; vals[1] = data; vals[2] = m2; vals[3] = data2; vals[4] = Py_None;
         *out = build(C_KEMAC, vals, 5);
         break;
-    case PT_V:  /* next, auth alg, MAC (§6.9) */
-        if (!take_u8(c, next) || !take_u8(c, &a)) return 0;
-        m1 = P.member[E_MAC][a];
-        if (!m1 || P.length[L_MAC][a] < 0) return 0;
-        if ((r = take_bytes(c, P.length[L_MAC][a], &data)) <= 0) return r;
-        vals[0] = m1; vals[1] = data;
-        *out = build(C_V, vals, 2);
-        break;
+    case PT_V:  /* next, auth alg, MAC of its length (§6.9) */
+        return parse_typed(c, next, E_MAC, L_MAC, C_V, out, &a);
     case PT_CERT:  /* next, cert type, length, certificate (§6.7) */
-        if (!take_u8(c, next) || !take_u8(c, &a) || !take_u16(c, &n)) return 0;
-        m1 = P.member[E_CERT_TYPE][a];
-        if (!m1) return 0;
-        if ((r = take_bytes(c, n, &data)) <= 0) return r;
-        vals[0] = m1; vals[1] = data;
-        *out = build(C_CERT, vals, 2);
-        break;
-    case PT_CHASH:  /* next, hash func, hash (§6.8) */
-        if (!take_u8(c, next) || !take_u8(c, &a)) return 0;
-        m1 = P.member[E_HASH][a];
-        if (!m1 || P.length[L_HASH][a] < 0) return 0;
-        if ((r = take_bytes(c, P.length[L_HASH][a], &data)) <= 0) return r;
-        vals[0] = m1; vals[1] = data;
-        *out = build(C_CHASH, vals, 2);
-        break;
+        return parse_typed(c, next, E_CERT_TYPE, -1, C_CERT, out, &a);
+    case PT_CHASH:  /* next, hash func, hash of its length (§6.8) */
+        return parse_typed(c, next, E_HASH, L_HASH, C_CHASH, out, &a);
     case PT_PKE:  /* next, C (2 bits) and length (14 bits), envelope (§6.3) */
         if (!take_u8(c, next) || !take_u16(c, &a)) return 0;
         m1 = P.member[E_PKE_CACHE][a >> 14];
@@ -901,6 +899,24 @@ static int payload_type(PyObject *p) {
     return -1;
 }
 
+/* A payload of the form next, type byte, value (see parse_typed): field 0 the type, field 1 the
+ * value, of the type's length from table l, or (l < 0) up to 0xFFFF bytes with a 16-bit length
+ * first. 1 = written, 0 = not the common case. */
+static int encode_typed(out_buf *o, PyObject *p, int cls, int l, int next) {
+    long long a;
+    PyObject *data;
+    Py_ssize_t n;
+    int ok;
+
+    if (!field_int(cls, p, 0, 0, 255, &a) || (l >= 0 && P.length[l][a] < 0)) return 0;
+    if (!(data = field_bytes(cls, p, 1))) return 0;
+    n = PyBytes_GET_SIZE(data);
+    ok = (l >= 0 ? n == P.length[l][a] : n <= 0xFFFF) && put_u8(o, next) && put_u8(o, a) &&
+         (l >= 0 || put_u16(o, n)) && put(o, PyBytes_AS_STRING(data), n);
+    Py_DECREF(data);
+    return ok;
+}
+
 /* Payload p of type t followed by payload type next: 1 = written, 0 = not the common case. */
 static int encode_payload(out_buf *o, PyObject *p, int t, int next) {
     long long a, b;
@@ -910,11 +926,7 @@ static int encode_payload(out_buf *o, PyObject *p, int t, int next) {
 
     switch (t) {
     case PT_T:  /* next, TS type, value of its type's length */
-        if (!field_int(C_T, p, 0, 0, 255, &a) || P.length[L_TS][a] < 0) return 0;
-        if (!(data = field_bytes(C_T, p, 1))) return 0;
-        ok = PyBytes_GET_SIZE(data) == P.length[L_TS][a] && put_u8(o, next) && put_u8(o, a) &&
-             put(o, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
-        break;
+        return encode_typed(o, p, C_T, L_TS, next);
     case PT_RAND:  /* next, length 1..255, RAND */
         if (!(data = field_bytes(C_RAND, p, 0))) return 0;
         n = PyBytes_GET_SIZE(data);
@@ -922,11 +934,7 @@ static int encode_payload(out_buf *o, PyObject *p, int t, int next) {
              put(o, PyBytes_AS_STRING(data), n);
         break;
     case PT_ID:  /* next, ID type, length, ID */
-        if (!field_int(C_ID, p, 0, 0, 255, &a) || !(data = field_bytes(C_ID, p, 1))) return 0;
-        n = PyBytes_GET_SIZE(data);
-        ok = n <= 0xFFFF && put_u8(o, next) && put_u8(o, a) && put_u16(o, n) &&
-             put(o, PyBytes_AS_STRING(data), n);
-        break;
+        return encode_typed(o, p, C_ID, -1, next);
     case PT_SP:  /* next, policy no, prot type, length, the memoised parameter block */
         if (!field_int(C_SP, p, 0, 0, 255, &a) || !field_int(C_SP, p, 1, 0, 255, &b)) return 0;
         if (!(params = field(C_SP, p, 2))) return 0;
@@ -964,24 +972,11 @@ static int encode_payload(out_buf *o, PyObject *p, int t, int next) {
              put_u8(o, b) && put(o, PyBytes_AS_STRING(data2), PyBytes_GET_SIZE(data2));
         break;
     case PT_V:  /* next, auth alg, MAC of its length */
-        if (!field_int(C_V, p, 0, 0, 255, &a) || P.length[L_MAC][a] < 0) return 0;
-        if (!(data = field_bytes(C_V, p, 1))) return 0;
-        ok = PyBytes_GET_SIZE(data) == P.length[L_MAC][a] && put_u8(o, next) && put_u8(o, a) &&
-             put(o, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
-        break;
+        return encode_typed(o, p, C_V, L_MAC, next);
     case PT_CERT:  /* next, cert type, length, certificate */
-        if (!field_int(C_CERT, p, 0, 0, 255, &a) || !(data = field_bytes(C_CERT, p, 1)))
-            return 0;
-        n = PyBytes_GET_SIZE(data);
-        ok = n <= 0xFFFF && put_u8(o, next) && put_u8(o, a) && put_u16(o, n) &&
-             put(o, PyBytes_AS_STRING(data), n);
-        break;
+        return encode_typed(o, p, C_CERT, -1, next);
     case PT_CHASH:  /* next, hash func, hash of its length */
-        if (!field_int(C_CHASH, p, 0, 0, 255, &a) || P.length[L_HASH][a] < 0) return 0;
-        if (!(data = field_bytes(C_CHASH, p, 1))) return 0;
-        ok = PyBytes_GET_SIZE(data) == P.length[L_HASH][a] && put_u8(o, next) &&
-             put_u8(o, a) && put(o, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
-        break;
+        return encode_typed(o, p, C_CHASH, L_HASH, next);
     case PT_PKE:  /* next, C (2 bits) and length (14 bits), envelope */
         if (!field_int(C_PKE, p, 0, 0, 3, &a) || !(data = field_bytes(C_PKE, p, 1))) return 0;
         n = PyBytes_GET_SIZE(data);
