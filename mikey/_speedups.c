@@ -31,7 +31,8 @@
  *   jacobi(a, n) -> int
  *       The Jacobi symbol (a/n) for odd n > 0 (OpenSSL's BN_kronecker), the DH subgroup check
  *       of a public peer value.
- *   parse_setup(classes, enums, lengths, sp_cache, sp_encoded, ntp_2000) -> None
+ *   parse_setup(classes, enums, lengths, sp_cache, sp_encoded, ntp_2000, max_payloads,
+ *               max_message) -> None
  *   parse_message(data) -> Message | None
  *       The common case of mikey.codec.parse_message, done in one pass: a strictly valid
  *       message of the payloads the PSK, PK and RSA-R exchanges send (header with an SRTP-ID
@@ -519,7 +520,6 @@ enum {  /* payload types (RFC 3830 §6.1) */
     PT_LAST = 0, PT_KEMAC = 1, PT_PKE = 2, PT_SIGN = 4, PT_T = 5, PT_ID = 6, PT_CERT = 7,
     PT_CHASH = 8, PT_V = 9, PT_SP = 10, PT_RAND = 11
 };
-#define MAX_PAYLOADS 128
 #define DATA_TYPE_PSK_INIT 0
 
 static struct {
@@ -531,6 +531,8 @@ static struct {
     PyObject *sp_cache;             /* mikey.codec._SP_BODY_CACHE: (prot, body) -> params */
     PyObject *sp_encoded;           /* mikey.codec._SP_ENCODED: id(params) -> (params, body) */
     unsigned char ntp_2000[4];
+    Py_ssize_t max_payloads;        /* mikey.codec.MAX_PAYLOADS */
+    Py_ssize_t max_message;         /* mikey.codec.MAX_MESSAGE_SIZE (at most the buffer's size) */
     PyObject *keep;                 /* owns everything above */
 } P;
 
@@ -782,7 +784,7 @@ static PyObject *speedups_parse_message(PyObject *self, PyObject *arg) {
     payloads = PyList_New(0);
     if (!payloads) goto error;
     while (next != PT_LAST) {
-        if (PyList_GET_SIZE(payloads) >= MAX_PAYLOADS || c.pos >= c.end) goto fallback;
+        if (PyList_GET_SIZE(payloads) >= P.max_payloads || c.pos >= c.end) goto fallback;
         r = parse_payload(&c, next, &obj, &next, &rand_seen);
         if (r < 0) goto error;
         if (r == 0) goto fallback;
@@ -823,7 +825,7 @@ done:
 
 /* ---- encode_message: Message.encode for the same classes -------------------------------- */
 
-#define MAX_MESSAGE 65535
+#define MAX_MESSAGE 65535  /* the 16-bit lengths of RFC 3830 never need more */
 static unsigned char ebuf[MAX_MESSAGE];  /* under the GIL; nothing below runs Python code */
 
 typedef struct {
@@ -832,7 +834,7 @@ typedef struct {
 
 /* 1 = written, 0 = not the common case (too long). */
 static int put(out_buf *o, const void *data, Py_ssize_t n) {
-    if (n < 0 || MAX_MESSAGE - o->n < n) return 0;
+    if (n < 0 || P.max_message - o->n < n) return 0;
     memcpy(ebuf + o->n, data, (size_t)n);
     o->n += n;
     return 1;
@@ -1065,26 +1067,31 @@ done:
 }
 
 static PyObject *speedups_parse_setup(PyObject *self, PyObject *args) {
-    /* parse_setup(classes, enums, lengths, sp_cache, sp_encoded, ntp_2000):
+    /* parse_setup(classes, enums, lengths, sp_cache, sp_encoded, ntp_2000, max_payloads,
+     *             max_message):
      *   classes: N_CLASSES (class, descriptors) pairs; enums: N_ENUMS dicts {int: member};
-     *   lengths: N_LENGTHS dicts {int: int}; the two SP memos: dicts; ntp_2000: 4 bytes. */
+     *   lengths: N_LENGTHS dicts {int: int}; the two SP memos: dicts; ntp_2000: 4 bytes;
+     *   the codec's limits on payloads per message and message size. */
     PyObject *classes, *enums, *lengths, *sp_cache, *sp_encoded, *item, *key, *value;
     Py_buffer ntp;
-    Py_ssize_t i, pos;
+    Py_ssize_t i, pos, max_payloads, max_message;
     long k, v;
 
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!y*", &PyTuple_Type, &classes, &PyTuple_Type, &enums,
-                          &PyTuple_Type, &lengths, &PyDict_Type, &sp_cache, &PyDict_Type,
-                          &sp_encoded, &ntp))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!y*nn", &PyTuple_Type, &classes, &PyTuple_Type,
+                          &enums, &PyTuple_Type, &lengths, &PyDict_Type, &sp_cache,
+                          &PyDict_Type, &sp_encoded, &ntp, &max_payloads, &max_message))
         return NULL;
     P.ready = 0;
     if (PyTuple_GET_SIZE(classes) != N_CLASSES || PyTuple_GET_SIZE(enums) != N_ENUMS ||
-        PyTuple_GET_SIZE(lengths) != N_LENGTHS || ntp.len != 4) {
+        PyTuple_GET_SIZE(lengths) != N_LENGTHS || ntp.len != 4 || max_payloads < 0 ||
+        max_message < 0 || max_message > MAX_MESSAGE) {
         PyBuffer_Release(&ntp);
-        PyErr_SetString(PyExc_ValueError, "parse_setup: wrong table sizes");
+        PyErr_SetString(PyExc_ValueError, "parse_setup: wrong table sizes or limits");
         return NULL;
     }
     memcpy(P.ntp_2000, ntp.buf, 4);
+    P.max_payloads = max_payloads;
+    P.max_message = max_message;
     PyBuffer_Release(&ntp);
     for (i = 0; i < N_CLASSES; i++) {
         item = PyTuple_GET_ITEM(classes, i);

@@ -30,6 +30,8 @@ def parse_setup(
     sp_cache: dict[Any, Any],
     sp_encoded: dict[Any, Any],
     ntp_2000: bytes,
+    max_payloads: int,
+    max_message: int,
     /,
 ) -> None: ...
 def parse_message(data: bytes, /) -> Any: ...

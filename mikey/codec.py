@@ -1672,7 +1672,16 @@ def _setup_fast_parser() -> None:
         classes.append((cls, tuple(cls.__dict__[f.name] for f in fields)))
     enums = tuple({int(m): m for m in e} for e in _FAST_ENUMS)
     lengths = tuple({int(k): v for k, v in t.items()} for t in (TS_LENGTH, MAC_LENGTH, HASH_LENGTH))
-    c.parse_setup(tuple(classes), enums, lengths, _SP_BODY_CACHE, _SP_ENCODED, _NTP_2000_BYTES)
+    c.parse_setup(
+        tuple(classes),
+        enums,
+        lengths,
+        _SP_BODY_CACHE,
+        _SP_ENCODED,
+        _NTP_2000_BYTES,
+        MAX_PAYLOADS,
+        MAX_MESSAGE_SIZE,
+    )
 
 
 _setup_fast_parser()

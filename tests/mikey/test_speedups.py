@@ -385,10 +385,10 @@ def test_fast_parse_setup_and_argument_checks() -> None:
         _C.parse_message(bytearray(raw))
     try:
         with pytest.raises(ValueError, match="sizes"):
-            _C.parse_setup((), (), (), {}, {}, b"\0\0\0\0")
+            _C.parse_setup((), (), (), {}, {}, b"\0\0\0\0", 128, 65535)
         assert _C.parse_message(raw) is None  # a failed setup leaves the fast parser off
         with pytest.raises(TypeError):
-            _C.parse_setup(((1, 2),) * 13, ({},) * 12, ({},) * 3, {}, {}, b"\0\0\0\0")
+            _C.parse_setup(((1, 2),) * 13, ({},) * 12, ({},) * 3, {}, {}, b"\0\0\0\0", 128, 65535)
         assert _C.parse_message(raw) is None
     finally:
         _C_setup()
@@ -582,3 +582,27 @@ def test_fast_encode_writes_the_largest_values() -> None:
         big = _with(m, cls, name, value)
         big._encode()
         assert _C.encode_message(big) == big._encode(), (cls.__name__, name)
+
+
+def test_fast_path_takes_the_codec_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAX_PAYLOADS and MAX_MESSAGE_SIZE reach the C code, which defers beyond them."""
+    m = psk_aes_message()
+    raw = m._encode()
+    codec.parse_message(raw)
+    try:
+        monkeypatch.setattr(codec, "MAX_PAYLOADS", len(m.payloads) - 1)
+        monkeypatch.setattr(codec, "MAX_MESSAGE_SIZE", len(raw) - 1)
+        _C_setup()
+        assert _C.parse_message(raw) is None
+        assert _C.encode_message(m) is None
+        monkeypatch.setattr(codec, "MAX_PAYLOADS", len(m.payloads))
+        monkeypatch.setattr(codec, "MAX_MESSAGE_SIZE", len(raw))
+        _C_setup()
+        assert _C.parse_message(raw) is not None
+        assert _C.encode_message(m) == raw
+        monkeypatch.setattr(codec, "MAX_MESSAGE_SIZE", 65536)  # more than the C buffer holds
+        with pytest.raises(ValueError, match="limits"):
+            _C_setup()
+    finally:
+        monkeypatch.undo()
+        _C_setup()
