@@ -154,18 +154,15 @@ class ReplayGuard:
     # -- window -------------------------------------------------------------------------------
 
     def _skew_for_fill(self) -> float:
-        fill = len(self._seen) / self.max_entries
         skew = self.policy.skew
-        if fill <= _SHRINK_FROM:
+        if len(self._seen) <= self.max_entries * _SHRINK_FROM:  # usual: the skew as configured
             return skew
+        fill = len(self._seen) / self.max_entries
         shrink = min(1.0, (fill - _SHRINK_FROM) / (1 - _SHRINK_FROM))
         return skew - shrink * skew * (1 - _MIN_SKEW_FRACTION)
 
     def _expire(self, now: float) -> float:
-        if len(self._seen) <= self.max_entries * _SHRINK_FROM:  # usual: the skew as configured
-            skew = self.policy.skew
-        else:
-            skew = self._skew_for_fill()
+        skew = self._skew_for_fill()
         target = math.floor((now - skew) / self._width)
         if self._horizon is None:
             self._horizon = target
