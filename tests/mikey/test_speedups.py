@@ -45,6 +45,7 @@ _DIGEST = {PrfFunc.MIKEY_1: 1, PrfFunc.PRF_HMAC_SHA_256: 2}
 @pytest.fixture(autouse=True)
 def _built() -> None:
     require_accelerator()
+    _C_setup()  # the fast codec path is ready for each test, whatever the last one left
 
 
 def _python_prf(inkey: bytes, lab: bytes, length: int, func: PrfFunc, compat: bool) -> bytes:
@@ -296,7 +297,6 @@ def _same(fast: object, slow: object, path: str = "message") -> None:
 
 def _differential(data: bytes) -> object:
     """The fast parse is None or exactly the strict Python parse; never accepts what it refuses."""
-    _C_setup()
     try:
         slow = codec._parse(data, False, map_padding=False)
     except DecodeError:
@@ -349,7 +349,6 @@ def test_fast_parse_every_bit_flip_and_truncation_of_the_seeds(seed: int) -> Non
 
 def test_fast_parse_leaves_the_unusual_to_python() -> None:
     """What needs a leniency or the Python parser's memo goes to it, and parse_message agrees."""
-    _C_setup()
     base = psk_aes_message()
     raw = base.encode()
     codec.parse_message(raw)  # its SP parameter block is memoised now
@@ -370,7 +369,6 @@ def test_fast_parse_leaves_the_unusual_to_python() -> None:
 
 
 def test_fast_parse_needs_the_memo_for_sp_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
-    _C_setup()
     raw = psk_aes_message().encode()
     codec._SP_BODY_CACHE.clear()
     assert _C.parse_message(raw) is None  # an SP block it has not seen: Python parses it
@@ -400,7 +398,6 @@ def test_fast_parse_setup_and_argument_checks() -> None:
 
 def _encode_differential(m: codec.Message) -> bytes | None:
     """The fast encode is None or exactly the Python encoder's bytes; None where it refuses."""
-    _C_setup()
     try:
         slow: bytes | None = m._encode()
     except Exception:  # ill-typed fields fail in many ways; any failure counts
@@ -489,7 +486,6 @@ def _force(obj: Any, name: str, value: object) -> Any:
 
 
 def test_fast_encode_leaves_the_unusual_to_python() -> None:
-    _C_setup()
     m = psk_aes_message()
     raw = m._encode()
     assert _C.encode_message(m) == raw
@@ -559,7 +555,6 @@ OUT_OF_RANGE = [
 def test_fast_encode_refuses_each_out_of_range_field(
     m: codec.Message, cls: type, name: str, value: object
 ) -> None:
-    _C_setup()
     m._encode()
     assert _C.encode_message(m) is not None  # the message itself takes the fast path
     bad = _with(m, cls, name, value)
@@ -569,7 +564,6 @@ def test_fast_encode_refuses_each_out_of_range_field(
 
 
 def test_fast_encode_writes_the_largest_values() -> None:
-    _C_setup()
     for m, cls, name, value in [
         (_PSK, codec.Rand, "value", bytes(range(255))),
         (_PSK, codec.Header, "prf", 0x7F),
