@@ -78,6 +78,14 @@ from .errors import (
     StateError,
     TimestampError,
 )
+from .identity import (
+    IdentityTable,
+    bind_certificate,
+    certificate_uris,
+    matches_any,
+    same_identity,
+    single_identity,
+)
 from .keying import DataSaEntry, KeyingResult, Mode, RegistrationSa, Role, SrtpPolicy
 from .pki import Credentials, PskStore, TrustStore
 from .policy import AES_CM_128_HMAC_SHA1_80, AcceptablePolicies, SpStyle, policy_from_sp
@@ -125,6 +133,8 @@ _PRF_FUNCS: dict[int, PrfFunc] = {int(f): f for f in PrfFunc}
 MODE_OF_RESP = {v: k for k, v in RESP_TYPE.items()}
 
 RAND_LENGTH = 16
+_SIGNED_MODES = frozenset({Mode.PK, Mode.DH, Mode.RSA_R})
+_RESPONDER_SIGNS = frozenset({Mode.DH, Mode.RSA_R})  # the R_MESSAGE carries SIGN (and CERT)
 ENV_KEY_LENGTH = 20  # not a multiple of 32 (minisip's PRF bug, MIKEY-SPEC §4.1)
 MAX_CERTS = 8
 
@@ -203,6 +213,23 @@ class ExchangeConfig:
     replay: ReplayGuard = field(default_factory=ReplayGuard, repr=False)
     csbs: CsbTable = field(default_factory=CsbTable, repr=False)
     minisip_compat: bool = False
+    #: explicit (SHA-256 fingerprint, identity) pairs for peer certificates without a SAN URI
+    cert_identities: IdentityTable = ()
+
+    def __post_init__(self) -> None:
+        creds = self.credentials
+        if creds is None or self.mode not in _SIGNED_MODES:
+            return
+        if self.identity is None:
+            # a party given no identity is the one its certificate names (when it names one)
+            object.__setattr__(self, "identity", single_identity(creds.certificate))
+            return
+        uris = certificate_uris(creds.certificate)
+        if uris and not matches_any(self.identity, uris):
+            raise IdentityError(
+                f"own identity {self.identity} is not in the own certificate's SAN URIs "
+                f"({', '.join(uris)})"
+            )
 
     def gstreamer_profile(self) -> ExchangeConfig:
         """The explicit opt-in NULL-KEMAC profile GStreamer/ONVIF peers need (RTSPS only)."""
@@ -288,17 +315,6 @@ def _now_dt(now: float) -> datetime.datetime:
 def _id_payload(identity: str) -> IdPayload:
     kind = IdType.URI if ":" in identity else IdType.NAI
     return IdPayload(kind, identity.encode("utf-8"))
-
-
-@functools.lru_cache(maxsize=256)  # certificates are immutable and repeat
-def _cert_uris(cert: x509.Certificate) -> tuple[str, ...]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return ()
-    except ValueError:  # extensions are parsed lazily: a malformed one surfaces here
-        raise CertificateError("certificate extensions are malformed") from None
-    return tuple(san.value.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,6 +606,13 @@ def _chash(cert: x509.Certificate) -> Chash:
     return Chash(HashFunc.SHA_256, crypto.cert_hash(HashFunc.SHA_256, cert.public_bytes(_DER)))
 
 
+def _same_party(a: str | None, b: str | None) -> bool:
+    """Two optional identities name the same party (both absent counts as the same)."""
+    if a is None or b is None:
+        return a is b
+    return same_identity(a, b)
+
+
 def _identity_of(msg: Message, role: int) -> str | None:
     """IDi (role 1) / IDr (role 2). IDR payloads (RFC 6043) name their role; plain ID payloads
     come in the sender's order: IDi then IDr in an I_MESSAGE, IDr then IDi in a response."""
@@ -609,12 +632,6 @@ def _identities(msg: Message) -> tuple[str | None, str | None]:
     if msg.data_type in MODE_OF_RESP:  # sender's own ID first
         texts[0], texts[1] = texts[1], texts[0]
     return by_role.get(1, texts[0]), by_role.get(2, texts[1])
-
-
-def _check_cert_identity(cert: x509.Certificate, identity: str | None) -> None:
-    uris = _cert_uris(cert)
-    if identity is not None and uris and identity not in uris:
-        raise IdentityError("identity does not match the certificate")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -823,6 +840,9 @@ class Initiator(_Exchange):
             )
         if cfg.trust is not None:
             cfg.trust.verify_chain(peer, (), _now_dt(self._now), "encrypt")
+        if cfg.peer_identity is not None:
+            # the envelope key goes to the certificate's holder: it must be the peer we call
+            bind_certificate(peer, None, cfg.peer_identity, cfg.cert_identities, field="IDr")
         env_key = bytearray(self.rng(ENV_KEY_LENGTH))
         try:
             tk = derive_transport_keys(
@@ -936,7 +956,8 @@ class Initiator(_Exchange):
         if t is None:
             raise ProtocolError("response without T", error_no=ErrorNo.INVALID_TS)
         mode = cfg.mode
-        responder_id = _identity_of(msg, 2) or cfg.peer_identity
+        claimed = _identity_of(msg, 2)
+        expected = cfg.peer_identity
         if mode in (Mode.PSK, Mode.PK):
             self._verify_v(raw, msg)
         elif mode == Mode.DHHMAC:
@@ -953,17 +974,23 @@ class Initiator(_Exchange):
                 raw[: len(raw) - len(msg.trailing) - maclen],
                 kem.mac,
             )
-        else:
+        responder_id: str | None
+        if mode in _RESPONDER_SIGNS:
             cert = self._peer_cert(msg, now)
             if mode == Mode.RSA_R:
-                idr = _identity_of(msg, 2)
-                extra = (idr or "").encode() + t.value
+                extra = (claimed or "").encode() + t.value
                 _verify_signed(raw, msg, cert, cfg.sign_hash, extra)
             else:
                 _verify_signed(raw, msg, cert, cfg.sign_hash)
                 self._check_dh_echo(msg)
-            uris = _cert_uris(cert)
-            responder_id = _identity_of(msg, 2) or (uris[0] if uris else cfg.peer_identity)
+            # RFC 3830 §4.3: IDr (or, without one, the expected peer) must be the certificate's
+            responder_id = bind_certificate(
+                cert, claimed, expected, cfg.cert_identities, field="IDr"
+            )
+        else:
+            if claimed and expected and not same_identity(claimed, expected):
+                raise IdentityError(f"IDr {claimed} is not the expected peer {expected}")
+            responder_id = claimed or expected
         cfg.replay.check(
             t, peer=responder_id or "", csb_id=msg.csb_id, digest=_digest(raw), now=now
         )
@@ -1018,7 +1045,6 @@ class Initiator(_Exchange):
             if cfg.trust is None:
                 raise CertificateError("no trust store to verify the peer's certificate")
             cfg.trust.verify_chain(certs[0], certs[1:], _now_dt(now), "sign")
-            _check_cert_identity(certs[0], cfg.peer_identity)
             return certs[0]
         if cfg.peer_certificate is not None:
             return cfg.peer_certificate
@@ -1252,6 +1278,15 @@ class Responder(_Exchange):
         super().__init__(config, rng)
         self.result: KeyingResult | None = None
 
+    def _own_identities(self) -> tuple[str, ...]:
+        """Who this responder is: its configured identity, else its certificate's SAN URIs."""
+        cfg = self.config
+        if cfg.identity:
+            return (cfg.identity,)
+        if cfg.credentials is not None:
+            return certificate_uris(cfg.credentials.certificate)
+        return ()
+
     def respond(
         self,
         data: bytes,
@@ -1349,37 +1384,41 @@ class Responder(_Exchange):
             raise ProtocolError("RAND shorter than 128 bits", error_no=ErrorNo.UNSPECIFIED)
         ctx.rand = rand
         cfg.replay.check_window(t, now)  # cheap, before any cryptography (RFC 3830 §5.4)
-        initiator_id, peer_says_responder = _identities(msg)
-        if (
-            peer_says_responder
-            and cfg.identity
-            and peer_says_responder != cfg.identity
-            and mode in (Mode.PSK, Mode.DHHMAC, Mode.PK)
-        ):
-            raise IdentityError("IDr names another responder")
+        claimed, peer_says_responder = _identities(msg)
+        if peer_says_responder is not None:
+            own = self._own_identities()
+            if own and not matches_any(peer_says_responder, own):
+                raise IdentityError(f"IDr {peer_says_responder} names another responder")
+        expected = ctx.expected_initiator
+        signalled = expected if isinstance(expected, str) else None
 
         keys: tuple[KeyData, ...] = ()
         tgk: bytearray | None = None
         cert: x509.Certificate | None = None
+        initiator_id: str | None
         if mode in (Mode.PSK, Mode.DHHMAC):
+            # Without IDi the signalling names the initiator: its PSK is the one looked up.
+            initiator_id = claimed if claimed is not None else signalled
             keys = ctx.keys = self._check_psk_message(msg, raw, initiator_id, rand, prf, t, ctx)
         else:
             cert = self._initiator_cert(msg, now)
-            _check_cert_identity(cert, initiator_id)
-            if initiator_id is None:
-                uris = _cert_uris(cert)
-                initiator_id = uris[0] if uris else None
             _verify_signed(raw, msg, cert, cfg.sign_hash)
             if mode == Mode.PK:
                 keys, kem_id = self._open_pk(msg, raw, t, rand, ctx)
                 ctx.keys = keys
-                if kem_id is not None and initiator_id is not None and kem_id != initiator_id:
+                if kem_id is not None and claimed is not None and kem_id != claimed:
                     raise AuthenticationError()
-        if ctx.expected_initiator is not ANY_INITIATOR and ctx.expected_initiator != initiator_id:
-            raise IdentityError("rekey of a crypto session bundle by another identity")
+            # RFC 3830 §4.3: IDi (or the signalled initiator) must be the certificate's
+            initiator_id = bind_certificate(
+                cert, claimed, signalled, cfg.cert_identities, field="IDi"
+            )
+        if expected is not ANY_INITIATOR and not _same_party(expected, initiator_id):
+            if known is not None or signalled is None:
+                raise IdentityError("rekey of a crypto session bundle by another identity")
+            raise IdentityError(f"IDi {initiator_id} is not the signalled initiator {signalled}")
         if known is not None:
             owner, _, last_t = known
-            if owner != initiator_id:
+            if not _same_party(owner, initiator_id):
                 raise IdentityError("rekey of a crypto session bundle by another identity")
             if int.from_bytes(t.value, "big") <= last_t:
                 raise TimestampError("rekey not newer than the last message for this CSB")

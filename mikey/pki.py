@@ -11,6 +11,12 @@ a leaf has a KeyUsage extension it must allow the operation: digitalSignature to
 :class:`~mikey.errors.CertificateError` (error number INVALID_CERT) with a message naming what
 failed but no key material.
 
+A certificate in the trust store that is itself the peer's leaf (the same DER) is *pinned*: it is
+accepted without path building, whatever its basicConstraints (a self-signed endpoint
+certificate made with ``openssl req -x509`` asserts cA), while its validity period lasts and its
+KeyUsage allows the operation. This is how SIP endpoints that key with certificates usually
+trust each other.
+
 Limits of the profile: RSA keys below 2048 bits and SHA-1 signed certificates are rejected by
 ``cryptography``'s validator.
 """
@@ -236,6 +242,7 @@ class TrustStore:
         "_hits",
         "_max_depth",
         "_misses",
+        "_pinned",
         "_store",
     )
 
@@ -254,6 +261,9 @@ class TrustStore:
             self._store = verification.Store(list(self._cas))
         except (ValueError, TypeError):
             raise MikeyError("invalid CA certificate in the trust store") from None
+        # RFC 5280 §6.1 starts from a trust anchor; a configured certificate that *is* the
+        # peer's leaf (same DER) is a pinned end-entity certificate and needs no path at all.
+        self._pinned = frozenset(c.public_bytes(serialization.Encoding.DER) for c in self._cas)
         self._max_depth = max_chain_depth
         if cache_size < 0 or not cache_ttl >= 0:
             raise MikeyError("chain cache size and TTL must not be negative")
@@ -337,6 +347,20 @@ class TrustStore:
         now: datetime.datetime,
         usage: KeyUse,
     ) -> None:
+        if leaf.public_bytes(serialization.Encoding.DER) in self._pinned:
+            _check_pinned(leaf, now)
+        else:
+            self._verify_path(leaf, intermediates, now)
+        if not isinstance(leaf.public_key(), rsa.RSAPublicKey):
+            raise CertificateError("certificate key is not RSA")
+        _check_key_usage(leaf, usage)
+
+    def _verify_path(
+        self,
+        leaf: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        now: datetime.datetime,
+    ) -> None:
         verifier = (
             verification.PolicyBuilder()
             .store(self._store)
@@ -354,9 +378,18 @@ class TrustStore:
             raise CertificateError(f"certificate chain rejected: {exc}") from None
         except (ValueError, TypeError):
             raise CertificateError("certificate chain rejected: unusable certificate") from None
-        if not isinstance(leaf.public_key(), rsa.RSAPublicKey):
-            raise CertificateError("certificate key is not RSA")
-        _check_key_usage(leaf, usage)
+
+
+def _check_pinned(leaf: x509.Certificate, now: datetime.datetime) -> None:
+    """A pinned certificate is trusted as it is, whatever its basicConstraints, while valid."""
+    if now < leaf.not_valid_before_utc:
+        raise CertificateError(
+            f"pinned certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    if now > leaf.not_valid_after_utc:
+        raise CertificateError(
+            f"pinned certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
 
 
 def _check_key_usage(leaf: x509.Certificate, usage: KeyUse) -> None:
