@@ -24,8 +24,23 @@ from pathlib import Path
 from typing import Any
 
 from .cli import CliError, mikey_bytes_from_text, read_input
-from .errors import MikeyError
-from .exchange import ExchangeCompleted, ExchangeConfig, Initiator, Responder, StreamSpec
+from .errors import (
+    AuthenticationError,
+    CertificateError,
+    IdentityError,
+    MikeyError,
+    ReplayError,
+    TimestampError,
+)
+from .exchange import (
+    ANY_INITIATOR,
+    ExchangeCompleted,
+    ExchangeConfig,
+    Initiator,
+    Responder,
+    StreamSpec,
+)
+from .identity import IdentityTable, parse_fingerprint
 from .keying import KeyingResult, Mode
 from .pki import Credentials, StaticPskStore, TrustStore, load_certificates
 from .prf import KeyConst, prf
@@ -45,7 +60,7 @@ _PRFS = {"mikey-1": PrfFunc.MIKEY_1, "hmac-sha-256": PrfFunc.PRF_HMAC_SHA_256}
 _MODES = {m.value: m for m in Mode}
 # Options saved in the state file and replayed by ``finish`` (credentials by path or value).
 _SAVED = ("mode", "psk", "cert", "key", "ca", "peer_cert", "identity", "peer_identity",
-          "ssrc", "verify", "skew", "allow_null")  # fmt: skip
+          "cert_identity", "ssrc", "verify", "skew", "allow_null")  # fmt: skip
 
 
 class SeededRng:
@@ -143,7 +158,26 @@ def _config(opts: dict[str, Any]) -> ExchangeConfig:
         kw["peer_certificate"] = certs[0]
     if opts.get("allow_null"):
         kw["allow_null_kemac"] = True
-    return ExchangeConfig(**kw)
+    if opts.get("cert_identity"):
+        kw["cert_identities"] = _cert_identities(opts["cert_identity"])
+    try:
+        return ExchangeConfig(**kw)
+    except MikeyError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cert_identities(values: list[str]) -> IdentityTable:
+    """``FINGERPRINT=URI`` pairs (SHA-256, hex with or without colons) for SAN-less certs."""
+    pairs = []
+    for value in values:
+        fp, sep, uri = value.partition("=")
+        if not sep or not uri:
+            raise CliError(f"--cert-identity {value!r} is not FINGERPRINT=URI")
+        try:
+            pairs.append((parse_fingerprint(fp), uri))
+        except MikeyError as exc:
+            raise CliError(f"--cert-identity: {exc}") from None
+    return tuple(pairs)
 
 
 def _now(args: argparse.Namespace) -> float:
@@ -173,13 +207,36 @@ def _data_sa(result: KeyingResult, show_keys: bool) -> list[dict[str, Any]]:
     return out
 
 
+def refusal_reason(exc: MikeyError) -> str:
+    """One sentence for the local user naming why an exchange was refused.
+
+    The peer never sees this text (it gets the bare RFC 3830 error number); an authentication
+    failure still reads the same whatever failed (MAC, signature, decryption, padding).
+    """
+    if isinstance(exc, AuthenticationError):
+        return (
+            "authentication failed: the MAC, signature or key envelope did not verify "
+            "(a wrong key or credentials, or a modified message)"
+        )
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ReplayError):
+        return f"{text} (the message was already processed)"
+    if isinstance(exc, TimestampError) and ("stale" in text or "future" in text):
+        return f"{text}; use --now to process it at its own time or --skew to widen the window"
+    if isinstance(exc, CertificateError) and "no trust store" in text:
+        return f"{text}; give the CA or the peer's own (pinned) certificate with --ca"
+    if isinstance(exc, IdentityError) and "certificate" in text:
+        return f"{text}; use --peer-identity for the identity the peer's certificate carries"
+    return text
+
+
 def _refused(exc: MikeyError, answer: bytes | None) -> int:
     print(
         json.dumps(
             {
                 "error": exc.error_no.name,
                 "error_no": int(exc.error_no),
-                "detail": type(exc).__name__,
+                "detail": refusal_reason(exc),
                 "answer": None if answer is None else base64.b64encode(answer).decode("ascii"),
             }
         )
@@ -247,7 +304,9 @@ def _cmd_answer(args: argparse.Namespace) -> int:
     cfg = _config(_opts(args))
     data = mikey_bytes_from_text(read_input(args.input))
     local = [s.ssrc for s in _streams(args.ssrc)] if args.ssrc else []
-    reply = Responder(cfg).respond(data, _now(args), local_ssrcs=local)
+    # As responder, --peer-identity names the initiator the message must come from.
+    expected = args.peer_identity if args.peer_identity else ANY_INITIATOR
+    reply = Responder(cfg).respond(data, _now(args), local_ssrcs=local, expected_initiator=expected)
     if not isinstance(reply, ExchangeCompleted):
         return _refused(reply.error, reply.answer)
     answer = None if reply.answer is None else base64.b64encode(reply.answer).decode("ascii")
@@ -268,10 +327,28 @@ def add_credential_options(p: argparse.ArgumentParser, *, verify_flag: bool = Fa
     p.add_argument("--psk", help="pre-shared key: HEX or @file holding hex")
     p.add_argument("--cert", help="own certificate chain (PEM, leaf first)")
     p.add_argument("--key", help="own RSA private key (PEM)")
-    p.add_argument("--ca", help="trusted CA certificates (PEM)")
+    p.add_argument(
+        "--ca",
+        help="trusted certificates (PEM): CAs, or the peer's own certificate to pin it "
+        "(a pinned certificate, e.g. self-signed with openssl req -x509, is trusted as it is, "
+        "without a chain, while it is valid)",
+    )
     p.add_argument("--peer-cert", help="the peer's certificate (PEM; PK initiator encrypts to it)")
-    p.add_argument("--identity", help="own identity URI")
-    p.add_argument("--peer-identity", help="the peer's identity URI")
+    p.add_argument(
+        "--identity",
+        help="own identity URI (default: the SAN URI of --cert when it carries exactly one)",
+    )
+    p.add_argument(
+        "--peer-identity",
+        help="the identity the peer must prove (its certificate's SAN URI in the signed modes)",
+    )
+    p.add_argument(
+        "--cert-identity",
+        action="append",
+        metavar="SHA256=URI",
+        help="map a peer certificate without a SAN URI (by its SHA-256 fingerprint) to an "
+        "identity; repeatable",
+    )
     if verify_flag:
         p.add_argument("--v", dest="verify", action="store_true", help="ask for a verification")
 

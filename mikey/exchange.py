@@ -824,7 +824,8 @@ class Initiator(_Exchange):
     ) -> list[Payload]:
         """T, RAND, IDi, our certificate chain and IDr: how a signed I_MESSAGE starts."""
         head = [*payloads, *ids, *_cert_payloads(creds)]
-        if self.config.peer_identity:
+        if self.config.peer_identity and ids:
+            # plain ID payloads are read in order (IDi, then IDr): an IDr alone would be IDi
             head.append(_id_payload(self.config.peer_identity))
         return head
 
@@ -1403,6 +1404,7 @@ class Responder(_Exchange):
         else:
             cert = self._initiator_cert(msg, now)
             _verify_signed(raw, msg, cert, cfg.sign_hash)
+            kem_id: str | None = None
             if mode == Mode.PK:
                 keys, kem_id = self._open_pk(msg, raw, t, rand, ctx)
                 ctx.keys = keys
@@ -1410,7 +1412,11 @@ class Responder(_Exchange):
                     raise AuthenticationError()
             # RFC 3830 §4.3: IDi (or the signalled initiator) must be the certificate's
             initiator_id = bind_certificate(
-                cert, claimed, signalled, cfg.cert_identities, field="IDi"
+                cert,
+                claimed if claimed is not None else kem_id,
+                signalled,
+                cfg.cert_identities,
+                field="IDi",
             )
         if expected is not ANY_INITIATOR and not _same_party(expected, initiator_id):
             if known is not None or signalled is None:

@@ -209,10 +209,19 @@ class ReplayGuard:
         bucket = math.floor(t / self._width)
         horizon = bucket if self._horizon is None else self._horizon
         # RFC 3830 §5.4: T must be within the allowable clock skew of the local clock.
-        if t < now - skew or bucket < horizon:
-            raise TimestampError("timestamp is stale")
+        if t < now - skew:
+            raise TimestampError(
+                f"timestamp is stale: {now - t:,.0f} s older than the allowed skew of {skew:,.0f} s"
+            )
+        if bucket < horizon:
+            raise TimestampError(
+                "timestamp is stale: older than messages the replay cache has already forgotten"
+            )
         if t > now + skew:
-            raise TimestampError("timestamp is in the future")
+            raise TimestampError(
+                f"timestamp is in the future: {t - now:,.0f} s ahead, beyond the allowed skew of "
+                f"{skew:,.0f} s"
+            )
         self._last_window = (ts, now, bucket, self._window_inputs())
         return bucket
 

@@ -129,6 +129,7 @@ def leaf(
     issuer: str = "root",
     expired: bool = False,
     eku_client_auth: bool = False,
+    san_dns: str | None = None,
 ) -> Issued:
     """An end-entity certificate.
 
@@ -149,10 +150,13 @@ def leaf(
         not_before, not_after = NOT_BEFORE, NOT_AFTER
     builder = _builder(name, issuer_name, key, issuer_key, not_before, not_after)
     builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+    names: list[x509.GeneralName] = []
     if san_uri is not None:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san_uri)]), critical=False
-        )
+        names.append(x509.UniformResourceIdentifier(san_uri))
+    if san_dns is not None:
+        names.append(x509.DNSName(san_dns))
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if key_usage is not None:
         usage = {
             "sign": _key_usage(digital_signature=True),
@@ -176,3 +180,24 @@ def leaf(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
     return Issued(key, builder.sign(issuer_key, hashes.SHA256()))
+
+
+@functools.cache
+def self_signed(name: str, san_uri: str | None, *, expired: bool = False) -> Issued:
+    """A self-signed endpoint certificate the way ``openssl req -x509`` makes one: it asserts
+    basicConstraints cA (so no chain validation accepts it as an end entity) and is meant to be
+    pinned by the peer."""
+    key = rsa_key(name)
+    if expired:
+        not_before = datetime.datetime(2020, 1, 1, tzinfo=UTC)
+        not_after = datetime.datetime(2021, 1, 1, tzinfo=UTC)
+    else:
+        not_before, not_after = NOT_BEFORE, NOT_AFTER
+    builder = _builder(name, _name(name), key, key, not_before, not_after).add_extension(
+        x509.BasicConstraints(ca=True, path_length=None), critical=True
+    )
+    if san_uri is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san_uri)]), critical=False
+        )
+    return Issued(key, builder.sign(key, hashes.SHA256()))

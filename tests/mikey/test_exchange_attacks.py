@@ -44,8 +44,9 @@ from mikey.exchange import (
     State,
     StreamSpec,
 )
+from mikey.identity import certificate_fingerprint
 from mikey.keying import KeyingResult, Mode, SrtpPolicy
-from mikey.pki import Credentials, StaticPskStore
+from mikey.pki import Credentials, StaticPskStore, TrustStore
 from mikey.prf import derive_transport_keys
 from mikey.registry import (
     DataType,
@@ -60,7 +61,7 @@ from mikey.registry import (
 from mikey.replay import ReplayGuard, TimestampPolicy, make_timestamp
 
 from . import certs
-from .pair import ALICE, BOB, NOW, PSK, configs, seeded_rng
+from .pair import ALICE, BOB, NOW, PSK, Pair, configs, seeded_rng
 
 STREAMS = (StreamSpec(0x1234, 0, 0),)
 MODES_WITH_RESPONSE = [
@@ -541,3 +542,250 @@ def test_timestamp_type_is_checked() -> None:
         tuple(make_timestamp(NOW + 1) if isinstance(p, Timestamp) else p for p in msg.payloads),
     ).encode()
     assert refuse(mode_configs(Mode.PSK, False)[1], swapped).error_no == ErrorNo.AUTH_FAILURE
+
+
+# --- identities bound to certificates (RFC 3830 §4.3, RFC 4567 §5) ------------------------------
+
+SIGNED_MODES = [Mode.PK, Mode.DH, Mode.RSA_R]
+RESPONDER_SIGNS = [Mode.DH, Mode.RSA_R]  # the R_MESSAGE carries CERT and SIGN
+MALLORY = "sip:mallory@example.com"
+
+
+def _creds(issued: certs.Issued) -> Credentials:
+    return Credentials(issued.key, (issued.cert,))
+
+
+def _claiming(cfg: ExchangeConfig, identity: str | None) -> ExchangeConfig:
+    """A peer that asserts ``identity`` whatever its certificate says (a hostile peer does not
+    run our configuration checks)."""
+    out = replace(cfg)
+    object.__setattr__(out, "identity", identity)
+    return out
+
+
+def refuse_leaving_nothing(
+    cfg: ExchangeConfig, data: bytes, now: float = NOW, **kw: object
+) -> MikeyError:
+    """As :func:`refuse`, and neither the CSB table nor the replay cache changed."""
+    csbs, cached = len(cfg.csbs), len(cfg.replay)
+    owners = {k: cfg.csbs.get(k) for k in list(cfg.csbs._entries)}
+    resp = Responder(cfg, seeded_rng(77))
+    reply = resp.respond(data, now, **kw)  # type: ignore[arg-type]
+    assert isinstance(reply, ExchangeRefused), "hostile message accepted"
+    assert resp.result is None and resp.state is State.FAILED
+    assert len(cfg.csbs) == csbs and len(cfg.replay) == cached
+    assert {k: cfg.csbs.get(k) for k in owners} == owners
+    assert_no_leak(reply.error, secrets_of())
+    return reply.error
+
+
+def initiator_refuses(init: Initiator, answer: bytes | None, now: float = NOW) -> MikeyError:
+    with pytest.raises(MikeyError) as info:
+        init.finish(answer, now)
+    assert init.result is None and init.state is State.FAILED
+    assert_no_leak(info.value, secrets_of())
+    return info.value
+
+
+SANLESS = {
+    "no-san": {"san_uri": None},
+    "dns-san-only": {"san_uri": None, "san_dns": "www.example.com"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SANLESS))
+@pytest.mark.parametrize("mode", SIGNED_MODES)
+def test_certificate_without_san_uri_cannot_claim_an_identity(mode: Mode, kind: str) -> None:
+    """A CA-issued leaf without a SAN URI (e.g. an ordinary TLS server certificate) asserts no
+    identity: claiming alice's, or none at all, is refused with INVALID_CERT."""
+    eve = certs.leaf("eve", **SANLESS[kind])  # type: ignore[arg-type]
+    # (PK carries IDi inside its KEMAC too: it has no form without an identity)
+    for claimed in (ALICE,) if mode == Mode.PK else (ALICE, None):
+        i_cfg, r_cfg = mode_configs(mode, False, i_credentials=_creds(eve))
+        i_msg = Initiator(_claiming(i_cfg, claimed), seeded_rng(1)).start(NOW, STREAMS)
+        err = refuse_leaving_nothing(r_cfg, i_msg)
+        assert err.error_no == ErrorNo.INVALID_CERT and "SAN URI" in str(err)
+
+
+@pytest.mark.parametrize("mode", SIGNED_MODES)
+def test_valid_certificate_cannot_claim_another_identity(mode: Mode) -> None:
+    mallory = certs.leaf("mallory", san_uri=MALLORY)
+    i_cfg, r_cfg = mode_configs(mode, False, i_credentials=_creds(mallory), i_identity=None)
+    i_msg = Initiator(_claiming(i_cfg, ALICE), seeded_rng(1)).start(NOW, STREAMS)
+    err = refuse_leaving_nothing(r_cfg, i_msg)
+    assert err.error_no == ErrorNo.INVALID_ID
+    assert ALICE in str(err) and MALLORY in str(err)
+
+
+@pytest.mark.parametrize("mode", SIGNED_MODES)
+def test_signalled_initiator_must_be_the_certificates(mode: Mode) -> None:
+    """The SIP From (or another signalled party) is alice: mallory's own valid certificate and
+    identity do not pass, and alice's pass only as alice."""
+    mallory = certs.leaf("mallory", san_uri=MALLORY)
+    i_cfg, r_cfg = mode_configs(mode, False, i_credentials=_creds(mallory), i_identity=MALLORY)
+    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    err = refuse_leaving_nothing(r_cfg, i_msg, expected_initiator=ALICE)
+    assert err.error_no == ErrorNo.INVALID_ID
+    # no IDs at all (PK: IDi only inside the KEMAC): the certificate's SAN is the identity
+    i_cfg, r_cfg = mode_configs(mode, False, i_send_identities=False)
+    i_msg = Initiator(i_cfg, seeded_rng(2)).start(NOW, STREAMS)
+    reply = Responder(r_cfg, seeded_rng(3)).respond(i_msg, NOW, expected_initiator=ALICE)
+    assert isinstance(reply, ExchangeCompleted)
+    assert reply.result.registration.initiator_id == ALICE
+
+
+@pytest.mark.parametrize("mode", [Mode.PSK, Mode.DHHMAC])
+def test_psk_is_looked_up_by_the_signalled_identity(mode: Mode) -> None:
+    """Without IDi the PSK of the signalled party is used: alice's PSK does not key a call that
+    the signalling says comes from bob, and an IDi that contradicts the signalling is refused."""
+    store = StaticPskStore({ALICE: PSK, BOB: b"b" * 16})
+    i_cfg, r_cfg = mode_configs(mode, False, r_psk=store, i_identity=None)
+    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    err = refuse_leaving_nothing(r_cfg, i_msg, expected_initiator=BOB)
+    assert err.error_no == ErrorNo.AUTH_FAILURE
+    reply = Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW, expected_initiator=ALICE)
+    assert isinstance(reply, ExchangeCompleted)
+    assert reply.result.registration.initiator_id == ALICE
+    i_cfg, r_cfg = mode_configs(mode, False, r_psk=store)  # IDi alice, signalling says bob
+    i_msg = Initiator(i_cfg, seeded_rng(3)).start(NOW + 1, STREAMS)
+    err = refuse_leaving_nothing(r_cfg, i_msg, NOW + 1, expected_initiator=BOB)
+    assert err.error_no == ErrorNo.INVALID_ID
+
+
+@pytest.mark.parametrize(("mode", "verify"), ALL_MODES)
+def test_idr_naming_another_responder_is_refused_in_every_mode(mode: Mode, verify: bool) -> None:
+    i_cfg, r_cfg = mode_configs(
+        mode, verify, i_peer_identity=MALLORY, i_psk=StaticPskStore({MALLORY: PSK})
+    )
+    if mode == Mode.PK:  # the PK initiator refuses to encrypt to bob's certificate for mallory
+        with pytest.raises(MikeyError) as info:
+            Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+        assert info.value.error_no == ErrorNo.INVALID_ID
+        # encrypting to mallory's own certificate, the message names mallory as responder
+        i_cfg = replace(i_cfg, peer_certificate=certs.leaf("mallory", san_uri=MALLORY).cert)
+        i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    else:
+        i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    err = refuse_leaving_nothing(r_cfg, i_msg)
+    assert err.error_no == ErrorNo.INVALID_ID and MALLORY in str(err)
+
+
+@pytest.mark.parametrize("mode", RESPONDER_SIGNS)
+def test_initiator_checks_idr_against_the_responders_certificate(mode: Mode) -> None:
+    """A responder holding mallory's valid certificate cannot answer as bob (IDr bob), and
+    answering as mallory does not pass for bob either."""
+    mallory = _creds(certs.leaf("mallory", san_uri=MALLORY))
+    for claimed, needle in ((BOB, MALLORY), (MALLORY, BOB)):
+        # an initiator that sends no IDs (so the hostile responder has no IDr to refuse)
+        i_cfg, r_cfg = mode_configs(
+            mode, False, r_credentials=mallory, r_identity=None, i_send_identities=False
+        )
+        init = Initiator(i_cfg, seeded_rng(1))
+        i_msg = init.start(NOW, STREAMS)
+        reply = Responder(_claiming(r_cfg, claimed), seeded_rng(2)).respond(i_msg, NOW)
+        assert isinstance(reply, ExchangeCompleted)
+        err = initiator_refuses(init, reply.answer)
+        assert err.error_no == ErrorNo.INVALID_ID and needle in str(err)
+
+
+@pytest.mark.parametrize("kind", sorted(SANLESS))
+@pytest.mark.parametrize("mode", RESPONDER_SIGNS)
+def test_initiator_refuses_a_responder_certificate_without_san_uri(mode: Mode, kind: str) -> None:
+    eve = _creds(certs.leaf("eve", **SANLESS[kind]))  # type: ignore[arg-type]
+    i_cfg, r_cfg = mode_configs(mode, False, r_credentials=eve, r_identity=BOB)
+    init = Initiator(i_cfg, seeded_rng(1))
+    reply = Responder(r_cfg, seeded_rng(2)).respond(init.start(NOW, STREAMS), NOW)
+    assert isinstance(reply, ExchangeCompleted)
+    assert initiator_refuses(init, reply.answer).error_no == ErrorNo.INVALID_CERT
+
+
+@pytest.mark.parametrize("mode", RESPONDER_SIGNS)
+def test_initiator_without_expected_peer_reports_the_certificates_identity(mode: Mode) -> None:
+    i_cfg, r_cfg = mode_configs(mode, False, i_peer_identity=None, r_identity=None)
+    i_res, _, _, _ = Pair(i_cfg, r_cfg).run()
+    assert i_res.registration.responder_id == BOB
+
+
+def test_pk_initiator_refuses_a_peer_certificate_of_another_party() -> None:
+    mallory = certs.leaf("mallory", san_uri=MALLORY).cert
+    i_cfg, _ = mode_configs(Mode.PK, False, i_peer_certificate=mallory)
+    with pytest.raises(MikeyError) as info:
+        Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    assert info.value.error_no == ErrorNo.INVALID_ID and MALLORY in str(info.value)
+
+
+@pytest.mark.parametrize("mode", SIGNED_MODES)
+def test_rekey_by_a_sanless_certificate_claiming_the_owner_is_refused(mode: Mode) -> None:
+    """The rekey hijack of a live CSB: eve's SAN-less CA-issued certificate names alice."""
+    i_cfg, r_cfg = mode_configs(mode, False)
+    first = Initiator(i_cfg, seeded_rng(1))
+    reply = Responder(r_cfg, seeded_rng(2)).respond(first.start(NOW, STREAMS), NOW)
+    assert isinstance(reply, ExchangeCompleted)
+    if reply.answer is not None:
+        first_res = first.finish(reply.answer, NOW)
+    else:
+        first_res = first.finish(None, NOW)
+    eve = _creds(certs.leaf("eve", san_uri=None))
+    e_cfg = _claiming(replace(i_cfg, credentials=eve), ALICE)
+    rekey = Initiator(e_cfg, seeded_rng(5)).start(NOW + 5, STREAMS, rekey_of=first_res.registration)
+    err = refuse_leaving_nothing(
+        r_cfg, rekey, NOW + 5, expected_csb=first_res.registration.csb_id, expected_initiator=ALICE
+    )
+    assert err.error_no == ErrorNo.INVALID_CERT
+    owner = r_cfg.csbs.get(first_res.registration.csb_id)
+    assert owner is not None and owner[0] == ALICE
+
+
+@pytest.mark.parametrize("mode", SIGNED_MODES)
+def test_mapped_fingerprint_gives_a_sanless_certificate_its_identity(mode: Mode) -> None:
+    eve = certs.leaf("eve", san_uri=None)
+    table = ((certificate_fingerprint(eve.cert), ALICE),)
+    i_cfg, r_cfg = mode_configs(mode, False, i_credentials=_creds(eve), r_cert_identities=table)
+    i_msg = Initiator(_claiming(i_cfg, ALICE), seeded_rng(1)).start(NOW, STREAMS)
+    reply = Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW, expected_initiator=ALICE)
+    assert isinstance(reply, ExchangeCompleted)
+    assert reply.result.registration.initiator_id == ALICE
+    i_msg = Initiator(_claiming(i_cfg, BOB), seeded_rng(3)).start(NOW + 1, STREAMS)
+    assert refuse_leaving_nothing(r_cfg, i_msg, NOW + 1).error_no == ErrorNo.INVALID_ID
+
+
+@pytest.mark.parametrize("mode", SIGNED_MODES)
+def test_pinned_self_signed_certificates(mode: Mode) -> None:
+    """Each side trusts the other's own self-signed certificate (cA asserted, as openssl
+    req -x509 makes them); a chain to a CA would refuse them. Expired pins are refused."""
+    alice = certs.self_signed("alice", ALICE)
+    bob = certs.self_signed("bob", BOB)
+    i_cfg, r_cfg = mode_configs(
+        mode,
+        False,
+        i_credentials=_creds(alice),
+        r_credentials=_creds(bob),
+        i_trust=TrustStore([bob.cert]),
+        r_trust=TrustStore([alice.cert]),
+        i_peer_certificate=bob.cert if mode == Mode.PK else None,
+    )
+    i_res, r_res, _, _ = Pair(i_cfg, r_cfg).run()
+    assert r_res.registration.initiator_id == ALICE
+    assert i_res.registration.responder_id == BOB
+    assert [bytes(e.master_key) for e in i_res.data_sa] == [
+        bytes(e.master_key) for e in r_res.data_sa
+    ]
+    # the same certificate through the CA path is refused: it is not a valid end entity
+    ca_only = replace(r_cfg, trust=TrustStore([certs.ca().cert]))
+    i_msg = Initiator(i_cfg, seeded_rng(9)).start(NOW + 2, STREAMS)
+    err = refuse_leaving_nothing(ca_only, i_msg, NOW + 2)
+    assert err.error_no == ErrorNo.INVALID_CERT
+    old = certs.self_signed("alice-old", ALICE, expired=True)
+    stale = replace(r_cfg, trust=TrustStore([old.cert]))
+    o_cfg = replace(i_cfg, credentials=_creds(old))
+    i_msg = Initiator(o_cfg, seeded_rng(10)).start(NOW + 3, STREAMS)
+    err = refuse_leaving_nothing(stale, i_msg, NOW + 3)
+    assert err.error_no == ErrorNo.INVALID_CERT and "expired" in str(err)
+
+
+def test_own_identity_must_be_in_own_certificate() -> None:
+    with pytest.raises(MikeyError) as info:
+        mode_configs(Mode.DH, False, i_identity=MALLORY)
+    assert info.value.error_no == ErrorNo.INVALID_ID
+    i_cfg, _ = mode_configs(Mode.DH, False, i_identity=None)
+    assert i_cfg.identity == ALICE  # the certificate's single SAN URI
