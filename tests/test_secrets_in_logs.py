@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import pytest
 
+from mikey.cli_exchange import refusal_reason
 from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Responder, StreamSpec
 from mikey.keying import KeyingResult, Mode
 from mikey.pki import StaticPskStore
@@ -168,6 +169,14 @@ def _refusals(mode: Mode, i_msg: bytes) -> Iterator[tuple[str, Callable[[], obje
     wrong = replace(resp_cfg, psk=StaticPskStore({"sip:alice@example.com": bytes(16)}))
     yield "wrong-psk", lambda: Responder(wrong, Recorder(7)).respond(i_msg, NOW + 0.5)
     yield "truncated", lambda: Responder(resp_cfg, Recorder(8)).respond(i_msg[:-9], NOW + 0.5)
+    yield (
+        "signalled-other",
+        lambda: Responder(resp_cfg, Recorder(9)).respond(
+            i_msg, NOW + 0.5, expected_initiator="sip:mallory@example.com"
+        ),
+    )
+    other = replace(resp_cfg, identity="sip:carol@example.com", credentials=None)
+    yield "idr-other", lambda: Responder(other, Recorder(10)).respond(i_msg, NOW + 0.5)
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
@@ -187,7 +196,8 @@ def test_refusals_hold_no_keys(mode: Mode, captured: Capture) -> None:
     for name, attempt in _refusals(mode, i_msg):
         reply = attempt()
         assert isinstance(reply, ExchangeRefused), name
-        texts += [str(reply.error), repr(reply.error), repr(reply)]
+        # what the CLI shows the user (the longer ``detail`` sentences) as well
+        texts += [str(reply.error), repr(reply.error), repr(reply), refusal_reason(reply.error)]
         if reply.answer is not None:  # the ERR message itself carries nothing secret
             texts.append(reply.answer.hex())
             texts.append(base64.b64encode(reply.answer).decode())
