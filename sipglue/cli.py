@@ -8,6 +8,15 @@ for ``--duration`` seconds, hangs up and prints a JSON summary; it exits 0 only 
 keyed and established and its GSA torn down (and, with ``--expect-media``, audio from the peer was
 decrypted). Media runs through aiortc over :class:`srtp.media.SrtpMediaTransport`.
 
+Identities (RFC 4567 §5): the SIP parties are the MIKEY parties. Our identity is ``--identity``,
+else the configuration's (in the signed modes the own certificate's single SAN URI), and when
+there is one the UA's From carries it (Contact ``sip:<its user>@<host>:<port>``); without one
+the From is the old fixed ``sip:caller@HOST:PORT`` / ``sip:mikey@HOST:PORT``. ``call`` expects
+the callee to be the AOR of the target (``scheme:user@host``, no port or parameters) unless
+``--peer-identity`` names it; ``listen`` expects each caller to be the AOR of its From. A call
+refused by the peer reports the peer's Warning text as ``warning``; an answer refused here, or an
+offer that cannot be built, a one-sentence ``detail`` (local only).
+
 ``--pcap FILE`` writes every SIP message the UA sent or received (received ones as parsed and
 re-encoded; each message one datagram, also over TCP) and every SRTP/SRTCP datagram of the call
 as classic libpcap records, LINKTYPE_RAW with synthesized IPv4/UDP headers.
@@ -34,8 +43,14 @@ from mikey.cli_exchange import add_credential_options, config_from_args
 from mikey.exchange import ExchangeConfig
 from srtp.gsa import GsaRegistry
 
-from .errors import SipError
-from .keying import CallKeyingFailed, LocalMedia, MikeyCallKeying, RegistryStreamSource
+from .errors import CallError, SipError, SipParseError
+from .keying import (
+    CallKeyingFailed,
+    KeyingError,
+    LocalMedia,
+    MikeyCallKeying,
+    RegistryStreamSource,
+)
 from .message import Message, SipUri
 from .sdp import SessionDescription
 from .transport import Address, Transport
@@ -198,6 +213,35 @@ def exchange_config(args: argparse.Namespace) -> ExchangeConfig:
     return config_from_args(args)
 
 
+def sip_identity(config: ExchangeConfig) -> SipUri | None:
+    """Our identity as the From AOR (``--identity``, else the config's); CliError if not SIP."""
+    if config.identity is None:
+        return None
+    try:
+        return SipUri.parse(config.identity)
+    except SipParseError:
+        raise CliError(
+            f"identity {config.identity} is not a sip: or sips: URI, so no SIP From can carry it"
+        ) from None
+
+
+def _failure(exc: BaseException) -> dict[str, object]:
+    """What a failed call or re-key tells the local user: error, status, warning, detail."""
+    out: dict[str, object] = {
+        "error": str(exc) or type(exc).__name__,
+        "status": getattr(exc, "status_code", None),
+    }
+    if isinstance(exc, CallError) and exc.warning:
+        out["warning"] = exc.warning
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, KeyingError):
+            out["detail"] = cause.detail
+            break
+        cause = cause.__cause__
+    return out
+
+
 def _hostport(value: str, flag: str) -> Address:
     host, colon, port = value.rpartition(":")
     if not colon or not host:
@@ -295,9 +339,12 @@ async def _listen(args: argparse.Namespace) -> int:
     config = exchange_config(args)
     pcap = PcapWriter(args.pcap) if args.pcap else None
     registry = GsaRegistry()
+    aor = sip_identity(config)
     keying = MikeyCallKeying(config, registry=registry, address=host)
     handler = _ListenHandler(keying, host, pcap)
-    ua = _CapturingUA(handler, host=host, port=port, transport=args.transport, user="mikey")
+    ua = _CapturingUA(
+        handler, host=host, port=port, transport=args.transport, user="mikey", aor=aor
+    )
     ua.pcap = pcap
     try:
         await ua.listen()
@@ -308,7 +355,14 @@ async def _listen(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    _emit({"event": "listening", "address": f"{host}:{ua.port}", "transport": args.transport})
+    _emit(
+        {
+            "event": "listening",
+            "address": f"{host}:{ua.port}",
+            "transport": args.transport,
+            "identity": config.identity,
+        }
+    )
     served: list[dict[str, object]] = []
     tasks: set[asyncio.Task[None]] = set()
 
@@ -376,12 +430,20 @@ async def _call(args: argparse.Namespace) -> int:
     if args.wav and not Path(args.wav).is_file():
         raise CliError(f"WAV file not found: {args.wav}")
     config = exchange_config(args)
+    aor = sip_identity(config)
+    expected = config.peer_identity or uri.aor()
     pcap = PcapWriter(args.pcap) if args.pcap else None
     registry = GsaRegistry()
     keying = MikeyCallKeying(config, registry=registry, address=host)
-    ua = _CapturingUA(keying, host=host, port=port, transport=transport, user="caller")
+    ua = _CapturingUA(keying, host=host, port=port, transport=transport, user="caller", aor=aor)
     ua.pcap = pcap
-    summary: dict[str, object] = {"event": "call", "target": args.target, "keyed": False}
+    summary: dict[str, object] = {
+        "event": "call",
+        "target": args.target,
+        "identity": config.identity,
+        "peer_identity": expected,
+        "keyed": False,
+    }
     media: _Media | None = None
     ok = False
     try:
@@ -391,8 +453,16 @@ async def _call(args: argparse.Namespace) -> int:
         try:
             call = await asyncio.wait_for(keying.invite(ua, uri, local, proxy=proxy), args.timeout)
         except (SipError, TimeoutError) as exc:
-            summary["error"] = str(exc) or type(exc).__name__
-            summary["status"] = getattr(exc, "status_code", None)
+            summary.update(_failure(exc))
+            warning = summary.get("warning")
+            if isinstance(warning, str) and warning.startswith("MIKEY: INVALID_ID"):
+                summary.setdefault(
+                    "detail",
+                    f"The callee refused the MIKEY identities: this call presented "
+                    f"{config.identity or 'no identity'} and expected the callee to be "
+                    f"{expected}"
+                    + ("" if config.peer_identity else " (the target's AOR; see --peer-identity)"),
+                )
         else:
             keys = keying.keys(call)
             summary.update(
@@ -406,8 +476,13 @@ async def _call(args: argparse.Namespace) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(call.wait_terminated(), args.duration)
             if args.rekey and not call.ended:
-                await keying.rekey(call)
-                summary["rekeyed"] = True
+                try:
+                    await keying.rekey(call)
+                except SipError as exc:
+                    summary["rekeyed"] = False
+                    summary["rekey_failure"] = _failure(exc)
+                else:
+                    summary["rekeyed"] = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(call.wait_terminated(), args.duration)
             if not call.ended:
@@ -431,12 +506,36 @@ async def _call(args: argparse.Namespace) -> int:
     if args.expect_media:
         decrypted = summary.get("decrypted", 0)
         ok = ok and isinstance(decrypted, int) and decrypted > 0
+    if args.rekey:
+        ok = ok and summary.get("rekeyed") is True
     summary["ok"] = ok
     _emit(summary)
     return 0 if ok else 1
 
 
 # -- argparse --------------------------------------------------------------------------------
+
+
+_LISTEN_IDENTITY = """\
+Answer MIKEY-keyed calls and exchange SRTP audio.
+
+Identities (RFC 4567 section 5): each caller must key its call as the AOR of its From
+(scheme:user@host; no port or parameters), so a caller whose MIKEY IDi or certificate names
+someone else is refused with 488 and Warning "MIKEY: INVALID_ID: ...". Our own identity is
+--identity, else the own certificate's single SAN URI (signed modes); a caller's IDr must be it.
+A re-INVITE may re-key a call only as the identity that keyed it.
+"""
+
+_CALL_IDENTITY = """\
+Place a MIKEY-keyed call, send audio, hang up; print a JSON summary.
+
+Identities (RFC 4567 section 5): our identity is --identity, else the own certificate's single
+SAN URI (signed modes), and the From header carries it. The callee must be the AOR of the target
+(sip:bob@127.0.0.1:5070 expects sip:bob@127.0.0.1: its certificate must carry that SAN URI),
+unless --peer-identity names the identity to expect instead (e.g. sip:bob@example.com when
+calling by IP address). A refusal shows the peer's Warning ("warning") or, when we refused the
+answer, a one-sentence "detail".
+"""
 
 
 def _keying_options(p: argparse.ArgumentParser) -> None:
@@ -465,14 +564,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sip = sub.add_parser("sip", help="MIKEY-keyed SIP calls with SRTP audio")
     cmds = sip.add_subparsers(dest="sip_command", required=True)
 
-    p = cmds.add_parser("listen", help="answer MIKEY-keyed calls and exchange SRTP audio")
+    p = cmds.add_parser(
+        "listen",
+        help="answer MIKEY-keyed calls and exchange SRTP audio",
+        description=_LISTEN_IDENTITY,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--bind", default="127.0.0.1:5070", help="HOST:PORT to listen on")
     p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
     p.add_argument("--once", action="store_true", help="exit after the first keyed call ends")
     _keying_options(p)
     p.set_defaults(func=_run(_listen))
 
-    p = cmds.add_parser("call", help="place a MIKEY-keyed call, send audio, hang up")
+    p = cmds.add_parser(
+        "call",
+        help="place a MIKEY-keyed call, send audio, hang up",
+        description=_CALL_IDENTITY,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("target", help="sip:user@host:port[;transport=tcp]")
     p.add_argument("--bind", default="127.0.0.1:0", help="local HOST:PORT for SIP")
     p.add_argument("--proxy", help="send the INVITE to this HOST:PORT (outbound proxy)")

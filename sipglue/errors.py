@@ -40,11 +40,18 @@ class TransportError(SipError):
 
 
 class CallError(SipError):
-    """A call failed: a non-2xx final response, a timeout, or a local refusal."""
+    """A call failed: a non-2xx final response, a timeout, or a local refusal.
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    ``warning`` is the warn-text of the refusing response's Warning header (RFC 3261 §20.43),
+    when it carried one: the peer's words, for the local user.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, warning: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.warning = warning
 
 
 class Rejected(SipError):

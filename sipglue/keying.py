@@ -25,6 +25,15 @@ Decisions where RFC 4567 is silent:
   ``INVALID_DT`` or ``UNSUPPORTED_MESSAGE_TYPE``), 488 otherwise; always a Warning
   ``399 <host> "MIKEY: <error name>"``, and when the mode allows a MIKEY error message, an SDP
   body carrying it in ``a=key-mgmt`` at the offer's level (every stream rejected with port 0).
+* **Identities** (RFC 4567 §5, RFC 3830 §4.3): the party the SIP signalling names is the party
+  the keys are bound to. The UAC's initiator expects the responder to be the AOR of the
+  Request-URI (:meth:`SipUri.aor`) unless ``config.peer_identity`` names it explicitly; the
+  UAS's responder expects the initiator to be the AOR of the INVITE's From. A re-key, by either
+  side, expects the identity that keyed the call. A mismatch refuses the offer with 488 and a
+  Warning ``MIKEY: INVALID_ID`` plus a fixed phrase (:data:`IDENTITY_WARNING`,
+  :data:`REKEY_IDENTITY_WARNING`), never the exception's text; a UAC that refuses an answer
+  raises :class:`KeyingError` whose ``detail`` names the cause for the local user only.
+  :meth:`MikeyCallKeying.local_aor` offers the MIKEY identity (a SIP URI) to the UA as its From.
 * **Re-key without media loss**: the UAS installs the new *inbound* keys before it answers and
   switches its *outbound* stream only when the ACK arrives; the UAC (which receives the 200 OK
   after the UAS could already decrypt the new keys) installs both at once. The old keys stay
@@ -44,11 +53,10 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mikey.errors import MikeyError
 from mikey.exchange import (
-    ANY_INITIATOR,
     ExchangeCompleted,
     ExchangeConfig,
     Initiator,
@@ -64,7 +72,7 @@ from srtp.errors import SrtpError
 from srtp.gsa import GsaRegistry
 from srtp.gsa import TeardownReason as GsaReason
 
-from .errors import Rejected, SdpError, SipError
+from .errors import Rejected, SdpError, SipError, SipParseError
 from .message import SipUri
 from .sdp import (
     KeyMgmtAttr,
@@ -79,6 +87,8 @@ from .transport import Address
 from .ua import Call, TerminationReason, UserAgent
 
 __all__ = [
+    "IDENTITY_WARNING",
+    "REKEY_IDENTITY_WARNING",
     "CallKeyed",
     "CallKeyingFailed",
     "CallKeys",
@@ -113,8 +123,22 @@ _REASONS = {
 _NEVER_ACCEPTABLE = frozenset({ErrorNo.INVALID_DT, ErrorNo.UNSUPPORTED_MESSAGE_TYPE})
 
 
+#: Warning phrase of an INVALID_ID refusal of a new call (RFC 4567 §5): fixed, never echoed input.
+IDENTITY_WARNING = "MIKEY: INVALID_ID: identity does not match the SIP party"
+#: ... and of a re-key by another identity than the one that keyed the call (RFC 3830 §4.5).
+REKEY_IDENTITY_WARNING = "MIKEY: INVALID_ID: identity is not the one that keyed this call"
+
+
 class KeyingError(SipError):
-    """The UAC could not accept an answer's keys (the UA then ACKs and BYEs)."""
+    """The UAC could not build an offer or accept an answer's keys (the UA then ACKs and BYEs).
+
+    ``detail`` is one sentence naming the cause (e.g. which identity did not match which), for
+    the local user: it never goes to the peer.
+    """
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail if detail is not None else message
 
 
 def gsa_reason(reason: TerminationReason) -> GsaReason:
@@ -217,6 +241,20 @@ LocalMediaFactory = Callable[[Call, SessionDescription], Awaitable[LocalMedia]]
 
 def _peer_identity(reg: RegistrationSa) -> str | None:
     return reg.initiator_id if reg.role is Role.RESPONDER else reg.responder_id
+
+
+def _aor(uri: str | SipUri) -> str | None:
+    """The AOR of a SIP URI (None when ``uri`` is not one)."""
+    try:
+        return (uri if isinstance(uri, SipUri) else SipUri.parse(uri)).aor()
+    except SipParseError:
+        return None
+
+
+def _sentence(exc: BaseException) -> str:
+    """A MIKEY/SRTP/SDP error as the one-sentence local detail (core messages hold no secrets)."""
+    text = str(exc) or type(exc).__name__
+    return text[:1].upper() + text[1:]
 
 
 def _b64(data: bytes) -> str:
@@ -334,17 +372,50 @@ class MikeyCallKeying:
     async def _default_media(self, call: Call, offer: SessionDescription) -> LocalMedia:
         return LocalMedia(self.address, 9, self.new_ssrc())
 
+    def local_aor(self) -> SipUri | None:
+        """Our MIKEY identity as the UA's From AOR, when it is a sip:/sips: URI (else None)."""
+        identity = self.config.identity
+        if identity is None:
+            return None
+        try:
+            return SipUri.parse(identity)
+        except SipParseError:
+            return None
+
+    def _initiator(self, peer: str | None) -> Initiator:
+        """An initiator expecting ``peer`` as the responder, unless the config names one."""
+        config = self.config
+        if peer is not None and config.peer_identity is None:
+            config = replace(config, peer_identity=peer)
+        return Initiator(config, self.rng)
+
     # -- UAC ---------------------------------------------------------------------------------
 
-    def offer(self, media: LocalMedia, *, session_id: int | None = None) -> SessionDescription:
-        """An audio offer keyed by a new I_MESSAGE: our SSRC, and 0 for the answerer's stream."""
-        return self._offer(media, session_id)[0]
+    def offer(
+        self,
+        media: LocalMedia,
+        *,
+        session_id: int | None = None,
+        target: str | SipUri | None = None,
+    ) -> SessionDescription:
+        """An audio offer keyed by a new I_MESSAGE: our SSRC, and 0 for the answerer's stream.
 
-    def _offer(self, media: LocalMedia, session_id: int | None) -> tuple[SessionDescription, str]:
+        ``target`` (the Request-URI the offer will be sent to) names the responder the initiator
+        expects, as its AOR, when ``config.peer_identity`` does not. Raises :class:`KeyingError`
+        when no I_MESSAGE can be built (e.g. no PSK or peer certificate for that identity).
+        """
+        return self._offer(media, session_id, target)[0]
+
+    def _offer(
+        self, media: LocalMedia, session_id: int | None, target: str | SipUri | None
+    ) -> tuple[SessionDescription, str]:
         """The offer and its key-mgmt data (the key of its pending initiator)."""
         streams = (StreamSpec(media.ssrc), StreamSpec(0))
-        initiator = Initiator(self.config, self.rng)
-        data = _b64(initiator.start(self.clock(), streams))
+        initiator = self._initiator(_aor(target) if target is not None else None)
+        try:
+            data = _b64(initiator.start(self.clock(), streams))
+        except MikeyError as exc:
+            raise KeyingError(f"offer not built: {exc}", detail=_sentence(exc)) from None
         sid = session_id if session_id is not None else int.from_bytes(self.rng(4), "big")
         self._remember(data, _Pending(initiator, media, None))
         offer = build_audio_offer(
@@ -364,9 +435,13 @@ class MikeyCallKeying:
         *,
         proxy: Address | None = None,
     ) -> Call:
-        """Place a MIKEY-keyed call; returns it confirmed and keyed, or raises ``CallError``."""
+        """Place a MIKEY-keyed call; returns it confirmed and keyed, or raises ``CallError``.
+
+        The responder must be the AOR of ``target`` (or ``config.peer_identity``); raises
+        :class:`KeyingError` when no offer can be built for it.
+        """
         local = media or LocalMedia(self.address, 9, self.new_ssrc())
-        offer, data = self._offer(local, None)
+        offer, data = self._offer(local, None, target)
         try:
             return await ua.invite(target, offer, proxy=proxy)
         finally:
@@ -374,15 +449,25 @@ class MikeyCallKeying:
             self._forget_pending(data)
 
     async def rekey(self, call: Call) -> CallKeys:
-        """Re-key a confirmed call with a re-INVITE in the same CSB (RFC 3830 §4.5)."""
+        """Re-key a confirmed call with a re-INVITE in the same CSB (RFC 3830 §4.5).
+
+        The re-key expects the identity that keyed the call as its peer.
+        """
         keys = self.keys(call)
         gsa = self.registry.get(keys.key)
         roc = gsa.outbound[keys.local.ssrc].roc if keys.local.ssrc in gsa.outbound else 0
         streams = (StreamSpec(keys.local.ssrc, roc), StreamSpec(keys.remote_ssrc))
-        initiator = Initiator(self.config, self.rng)
-        data = _b64(
-            initiator.start(self.clock(), streams, rekey_of=gsa.rekey_sa or gsa.registration)
-        )
+        owner = _peer_identity(keys.registration)
+        config = self.config
+        if owner is not None:
+            config = replace(config, peer_identity=owner)
+        initiator = Initiator(config, self.rng)
+        try:
+            data = _b64(
+                initiator.start(self.clock(), streams, rekey_of=gsa.rekey_sa or gsa.registration)
+            )
+        except MikeyError as exc:
+            raise KeyingError(f"re-key offer not built: {exc}", detail=_sentence(exc)) from None
         assert call.local_sdp is not None
         previous = call.local_sdp
         origin = next((ln.value.split() for ln in previous.session if ln.type == "o"), [])
@@ -440,7 +525,7 @@ class MikeyCallKeying:
         except (MikeyError, SrtpError, SdpError) as exc:
             pending.initiator.abort()
             self._events.append(CallKeyingFailed(call.call_id, 0, f"MIKEY: {exc}"))
-            raise KeyingError(f"answer refused: {exc}") from exc
+            raise KeyingError(f"answer refused: {exc}", detail=_sentence(exc)) from exc
         except BaseException:
             pending.initiator.abort()
             raise
@@ -519,16 +604,23 @@ class MikeyCallKeying:
             self.clock(),
             local_ssrcs=[local.ssrc],
             expected_csb=existing.registration.csb_id if existing else None,
-            # a rekey must come from the peer that keyed the call (not another identity)
-            expected_initiator=_peer_identity(existing.registration) if existing else ANY_INITIATOR,
+            # RFC 4567 §5, RFC 3830 §4.3: a new call is keyed by the AOR of the INVITE's From (the
+            # signalled initiator); a re-key only by the identity that keyed the call (§4.5)
+            expected_initiator=(
+                _peer_identity(existing.registration)
+                if existing is not None
+                else call.invite.from_.uri.aor()
+            ),
         )
         if not isinstance(reply, ExchangeCompleted):
             body = None
             if reply.answer is not None:
                 body = _error_sdp(offer, index, _b64(reply.answer), self.address).encode()
-            raise self._refuse(
-                call, status_for(reply.error), f"MIKEY: {_error_name(reply.error)}", body
-            )
+            warning = f"MIKEY: {_error_name(reply.error)}"
+            if reply.error.error_no == ErrorNo.INVALID_ID:
+                # fixed phrases only: the exception's text may quote what the peer sent
+                warning = REKEY_IDENTITY_WARNING if existing is not None else IDENTITY_WARNING
+            raise self._refuse(call, status_for(reply.error), warning, body)
         result = reply.result
         try:
             answer = self._answer(

@@ -36,6 +36,7 @@ __all__ = [
     "new_tag",
     "parse_message",
     "split_header_values",
+    "warning_text",
 ]
 
 BRANCH_MAGIC = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -356,6 +357,34 @@ class SipUri:
 
     def with_param(self, name: str, value: str | None) -> SipUri:
         return replace(self, params=_with_param(self.params, name, value))
+
+    def aor(self) -> str:
+        """The address-of-record this URI names: ``scheme:user@host`` (RFC 3261 §10.3).
+
+        Port, URI parameters, headers and any password are dropped; the scheme stays what it is
+        (``sips`` stays ``sips``) and the user and host are kept as written, so the result compares
+        with a MIKEY identity under RFC 3261 §19.1.4 (:func:`mikey.identity.same_identity`).
+        """
+        userinfo = f"{self.user}@" if self.user is not None else ""
+        return f"{self.scheme}:{userinfo}{self.host}"
+
+
+_WARNING_RE = re.compile(r'\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"', re.DOTALL)
+
+
+def warning_text(value: str | None) -> str | None:
+    """The warn-text of a Warning header value (``code agent "text"``, RFC 3261 §20.43).
+
+    Only the first warning value is read; ``None`` for a missing or malformed header. The text is
+    the peer's: callers show it to the local user, never act on it.
+    """
+    if not value:
+        return None
+    match = _WARNING_RE.match(value)
+    if match is None:
+        return None
+    text = re.sub(r"\\(.)", r"\1", match.group(1))
+    return "".join(c for c in text if c.isprintable())[:200]
 
 
 _NAME_ADDR_RE = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^<"]*?))\s*<([^>]*)>(.*)', re.DOTALL)

@@ -44,6 +44,7 @@ from .message import (
     new_branch,
     new_call_id,
     new_tag,
+    warning_text,
 )
 from .sdp import SessionDescription
 from .transaction import (
@@ -66,6 +67,7 @@ from .transport import Address, TcpTransport, Transport, UdpTransport
 __all__ = [
     "Call",
     "CallState",
+    "IdentifiedHandler",
     "OfferAnswerHandler",
     "TerminationReason",
     "UserAgent",
@@ -171,7 +173,11 @@ class Call:
         sdp = offer if isinstance(offer, SessionDescription) else SessionDescription.parse(offer)
         response = await self.ua._request_in_dialog(self, "INVITE", body=sdp.encode())
         if not 200 <= response.status < 300:
-            raise CallError(f"re-INVITE failed with {response.status}", status_code=response.status)
+            raise CallError(
+                f"re-INVITE failed with {response.status}",
+                status_code=response.status,
+                warning=warning_text(response.get("Warning")),
+            )
         self.dialog.receive_refresh_response(response)
         answer = self.ua._parse_sdp(response.body)
         await self.ua._ack_2xx(self)
@@ -243,8 +249,25 @@ class _ClientCtx:
     call: Call | None = None
 
 
+class IdentifiedHandler(Protocol):
+    """An offer/answer handler that knows the address-of-record it speaks for.
+
+    :class:`~sipglue.keying.MikeyCallKeying` is one: its MIKEY identity, when that is a SIP URI.
+    """
+
+    def local_aor(self) -> SipUri | None:
+        """The AOR this endpoint's keys are bound to, or ``None``."""
+
+
 class UserAgent:
-    """A SIP UA bound to one transport on 127.0.0.1 (or the given host)."""
+    """A SIP UA bound to one transport on 127.0.0.1 (or the given host).
+
+    ``aor`` is the address-of-record the UA calls from: the From URI of its requests (RFC 3261
+    §8.1.1.3), and the user part of its Contact. Without one the UA takes its handler's
+    (:class:`IdentifiedHandler`, e.g. the keying binder's MIKEY identity), and without that the
+    old fixed ``sip:<user>@<host>:<port>``. RFC 4567 §5 wants the signalled identity and the
+    key-management identity to be the same party; the keying binder checks it on both ends.
+    """
 
     def __init__(
         self,
@@ -254,6 +277,7 @@ class UserAgent:
         port: int = 0,
         transport: str = "udp",
         user: str = "mikey",
+        aor: SipUri | str | None = None,
         on_incoming: IncomingHandler | None = None,
         timers: TimerConfig | None = None,
         rng: Rng = os.urandom,
@@ -269,6 +293,10 @@ class UserAgent:
         self.port = port
         self.transport_name = transport.upper()
         self.user = user
+        try:
+            self._aor = SipUri.parse(aor) if isinstance(aor, str) else aor
+        except SipParseError:
+            raise SipError("aor must be a sip: or sips: URI") from None
         self.on_incoming = on_incoming
         self.timers = timers or TimerConfig()
         self.rng = rng
@@ -306,11 +334,31 @@ class UserAgent:
         return self.transport is not None and self.transport.reliable
 
     @property
+    def aor(self) -> SipUri | None:
+        """The AOR we call from: the one given, else the handler's, else ``None``."""
+        if self._aor is not None:
+            return self._aor
+        hook = getattr(self.handler, "local_aor", None)
+        if not callable(hook):
+            return None
+        found = hook()
+        return found if isinstance(found, SipUri) else None
+
+    @property
+    def local_uri(self) -> SipUri:
+        """The From URI of our requests: the AOR, else ``sip:<user>@<host>:<port>``."""
+        aor = self.aor
+        return aor if aor is not None else SipUri(self.host, self.user, self.port)
+
+    @property
     def contact(self) -> NameAddr:
+        """``sip:<AOR user, else user>@<host>:<port>`` (and ``;transport=tcp`` over TCP)."""
         params: tuple[tuple[str, str | None], ...] = ()
         if self.transport_name == "TCP":
             params = (("transport", "tcp"),)
-        return NameAddr(SipUri(self.host, self.user, self.port, params))
+        aor = self.aor
+        user = aor.user if aor is not None and aor.user is not None else self.user
+        return NameAddr(SipUri(self.host, user, self.port, params))
 
     async def close(self) -> None:
         """Terminate every call (reason SHUTDOWN) and close the transport."""
@@ -467,9 +515,7 @@ class UserAgent:
             raise CallError("too many calls")
         uri = target if isinstance(target, SipUri) else SipUri.parse(target)
         sdp = offer if isinstance(offer, SessionDescription) else SessionDescription.parse(offer)
-        local = NameAddr(
-            SipUri(self.host, self.user, self.port), params=(("tag", new_tag(self.rng)),)
-        )
+        local = NameAddr(self.local_uri, params=(("tag", new_tag(self.rng)),))
         request = Request(
             "INVITE",
             str(uri),
@@ -503,7 +549,11 @@ class UserAgent:
                 else TerminationReason.REJECTED
             )
             await self._terminate(call, cause)
-            raise CallError(f"call failed with {response.status}", status_code=response.status)
+            raise CallError(
+                f"call failed with {response.status}",
+                status_code=response.status,
+                warning=warning_text(response.get("Warning")),
+            )
         try:
             call.dialog = Dialog.from_uac(request, response, self.contact)
         except (DialogError, SipParseError) as exc:
