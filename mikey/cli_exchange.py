@@ -223,6 +223,8 @@ def refusal_reason(exc: MikeyError) -> str:
         return f"{text} (the message was already processed)"
     if isinstance(exc, TimestampError) and ("stale" in text or "future" in text):
         return f"{text}; use --now to process it at its own time or --skew to widen the window"
+    if isinstance(exc, CertificateError) and "basicConstraints.cA" in text:
+        return f"{text}; a self-signed certificate is trusted when given itself with --ca (pinned)"
     if isinstance(exc, CertificateError) and "no trust store" in text:
         return f"{text}; give the CA or the peer's own (pinned) certificate with --ca"
     if isinstance(exc, IdentityError) and "certificate" in text:

@@ -20,6 +20,7 @@ from .test_cli_exchange import mikey
 ALICE = "sip:alice@example.com"
 BOB = "sip:bob@example.com"
 
+
 def _openssl_self_signed(d: Path, name: str, san: str | None) -> tuple[str, str]:
     key, crt = d / f"{name}.key", d / f"{name}.crt"
     cmd = [
@@ -93,6 +94,7 @@ def test_self_signed_refusals_say_why(
     err, _ = _exchange(mode, i_args, r_args, tmp_path, answer_rc=2)
     assert err["error"] == "INVALID_CERT"
     assert "certificate chain rejected" in err["detail"], err["detail"]
+    assert "basicConstraints" in err["detail"] and "pinned" in err["detail"]
     # bob pins alice but the signalling says the call comes from mallory
     r_args = _side(mode, "bob", "alice", selfsigned["alice"][0], selfsigned)
     err, _ = _exchange(
