@@ -38,7 +38,6 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -49,6 +48,7 @@ from mikey import _accel
 from mikey.dh import DH_PARAMS, _jacobi
 from mikey.exchange import (
     CsbTable,
+    Endpoint,
     ExchangeCompleted,
     ExchangeConfig,
     Initiator,
@@ -91,16 +91,17 @@ def _ours(i_cfg: ExchangeConfig, r_cfg: ExchangeConfig, n: int, *, pure: bool = 
             return _ours(i_cfg, r_cfg, n)
         finally:
             _accel.speedups = saved
-    r_cfg = replace(r_cfg, replay=ReplayGuard(), csbs=CsbTable())
-    i_cfg = replace(i_cfg, replay=ReplayGuard())
     rng = seeded_rng(7)
+    responder = Endpoint(r_cfg, rng, replay=ReplayGuard(), csbs=CsbTable())
+    initiator = Endpoint(i_cfg, rng, replay=ReplayGuard())
     start = time.perf_counter()
     for k in range(n):
         now = NOW + k * 0.001
-        init = Initiator(i_cfg, rng)
-        reply = Responder(r_cfg, rng).respond(init.start(now, STREAMS), now)
+        init = Initiator(initiator)
+        reply = Responder(responder).respond(init.start(now, STREAMS), now)
         if not isinstance(reply, ExchangeCompleted):
             raise RuntimeError(f"{i_cfg.mode.value} exchange refused: {reply.error}")
+        responder.commit(reply.result)  # as the glue does once the session is up
         init.finish(reply.answer, now)
     return (time.perf_counter() - start) / n
 

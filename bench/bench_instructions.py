@@ -33,24 +33,26 @@ WARMUP = 200
 
 _OURS = """
 import random, sys
-from mikey.exchange import CsbTable, ExchangeConfig, Initiator, Responder, StreamSpec
+from mikey.exchange import CsbTable, Endpoint, ExchangeConfig, Initiator, Responder, StreamSpec
 from mikey.keying import Mode
 from mikey.pki import StaticPskStore
 from mikey.replay import ReplayGuard
 
 A, B, PSK = "sip:alice@example.com", "sip:bob@example.com", bytes(range(16))
-i_cfg = ExchangeConfig(mode=Mode.PSK, identity=A, peer_identity=B, psk=StaticPskStore({B: PSK}),
-                       replay=ReplayGuard())
-r_cfg = ExchangeConfig(mode=Mode.PSK, identity=B, psk=StaticPskStore({A: PSK}),
-                       replay=ReplayGuard(), csbs=CsbTable())
 rng = random.Random(7).randbytes
+i_ep = Endpoint(ExchangeConfig(mode=Mode.PSK, identity=A, peer_identity=B,
+                               psk=StaticPskStore({B: PSK})), rng, replay=ReplayGuard())
+r_ep = Endpoint(ExchangeConfig(mode=Mode.PSK, identity=B, psk=StaticPskStore({A: PSK})), rng,
+                replay=ReplayGuard(), csbs=CsbTable())
 streams = (StreamSpec(0x1234, 0, 0),)
 
 def go(n, first):
     for k in range(first, first + n):
         now = 1.8e9 + k * 0.001
-        init = Initiator(i_cfg, rng)
-        init.finish(Responder(r_cfg, rng).respond(init.start(now, streams), now).answer, now)
+        init = Initiator(i_ep)
+        reply = Responder(r_ep).respond(init.start(now, streams), now)
+        r_ep.commit(reply.result)
+        init.finish(reply.answer, now)
 
 go(WARMUP, 0)
 go(int(sys.argv[1]), WARMUP)

@@ -252,10 +252,6 @@ def _len16(data: bytes | bytearray, what: str, limit: int = 0xFFFF) -> int:
     return len(data)
 
 
-def _name(v: int | enum.IntEnum) -> str:
-    return v.name if isinstance(v, enum.IntEnum) else str(v)
-
-
 # --------------------------------------------------------------------------------------------
 # Common header (RFC 3830 §6.1)
 
@@ -466,9 +462,11 @@ class Payload:
     def encode(self, next_type: int) -> bytes:
         raise NotImplementedError
 
-    def describe(self) -> list[str]:
-        """Lines for the human-readable tree (never shows protected key bytes)."""
-        return [repr(self)]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> tuple[Payload, int]:
+        """The payload at ``r`` (its type byte already consumed as the previous next-payload)
+        and the next payload's type; ``start`` is its offset for error messages."""
+        raise NotImplementedError
 
 
 @fast_init
@@ -582,16 +580,6 @@ class KeyData(Payload):
     def mki(self) -> bytes | None:
         return self.kv.spi if isinstance(self.kv, KeySpi) else None
 
-    def describe(self) -> list[str]:
-        lines = [f"Key data: type {_name(self.key_type)}, {len(self.key)}-byte key"]
-        if self.salt is not None:
-            lines.append(f"  salt: {len(self.salt)} bytes")
-        if isinstance(self.kv, KeySpi):
-            lines.append(f"  KV SPI/MKI: {self.kv.spi.hex()}")
-        elif isinstance(self.kv, KeyInterval):
-            lines.append(f"  KV interval: {self.kv.from_index} .. {self.kv.to_index}")
-        return lines
-
 
 @fast_init
 @dataclass(frozen=True, slots=True)
@@ -609,12 +597,13 @@ class IdPayload(Payload):
             + self.data
         )
 
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        return _parse_id(r)
+
     @property
     def text(self) -> str:
         return self.data.decode("utf-8", "replace")
-
-    def describe(self) -> list[str]:
-        return [f"ID: {_name(self.id_type)} {self.text!r}"]
 
 
 @fast_init
@@ -634,12 +623,16 @@ class IdrPayload(Payload):
             + self.data
         )
 
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        role = _enum(IdRole, r.u8("ID role"), "ID role", ctx, start + 1)
+        it = _enum(IdType, r.u8("ID type"), "ID type", ctx, start + 2)
+        return IdrPayload(role, it, r.take(r.u16("ID length"), "ID data")), nxt
+
     @property
     def text(self) -> str:
         return self.data.decode("utf-8", "replace")
-
-    def describe(self) -> list[str]:
-        return [f"IDR: role {_name(self.role)}, {_name(self.id_type)} {self.text!r}"]
 
 
 KemacSubPayload = KeyData | IdPayload
@@ -685,26 +678,13 @@ class Kemac(Payload):
             + self.mac
         )
 
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        return _parse_kemac(r, ctx, int(hdr.data_type))
+
     def mac_input_len(self) -> int:
         """Bytes of the encoded payload that precede the MAC (the MAC alg byte included)."""
         return 5 + len(self.encr_data)
-
-    def describe(self) -> list[str]:
-        lines = [
-            f"KEMAC: encr {_name(self.encr_alg)}, MAC {_name(self.mac_alg)}"
-            f" ({self.mac.hex() or 'none'})"
-        ]
-        if self.encr_alg != EncrAlg.NULL:
-            lines.append(f"  encrypted data: {len(self.encr_data)} bytes (not shown)")
-        elif self.plain is not None:
-            lines.append("  key data in CLEAR (NULL encryption):")
-            for sub in self.plain:
-                lines += ["    " + line for line in sub.describe()]
-                if isinstance(sub, KeyData):
-                    lines.append(f"      key (CLEAR): {sub.key.hex()}")
-                    if sub.salt is not None:
-                        lines.append(f"      salt (CLEAR): {sub.salt.hex()}")
-        return lines
 
 
 @fast_init
@@ -723,8 +703,12 @@ class Pke(Payload):
             raise EncodeError("PKE C does not fit in 2 bits")
         return bytes([next_type]) + ((c << 14) | n).to_bytes(2, "big") + self.data
 
-    def describe(self) -> list[str]:
-        return [f"PKE: cache {_name(self.cache)}, {len(self.data)} bytes"]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        v = r.u16("PKE C/length")
+        cache = _enum(PkeCache, v >> 14, "PKE C", ctx, start + 1)
+        return Pke(cache, r.take(v & 0x3FFF, "PKE data")), nxt
 
 
 @fast_init
@@ -743,8 +727,16 @@ class DhPayload(Payload):
         out = bytes([next_type, int(self.group)]) + self.value + bytes([_kv_type(self.kv)])
         return out + (self.kv.encode() if self.kv is not None else b"")
 
-    def describe(self) -> list[str]:
-        return [f"DH: group {self.group.name}, value {self.value[:8].hex()}... ({len(self.value)})"]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        group = _strict_enum(DhGroup, r.u8("DH group"), "DH group", start + 1)
+        value = r.take(DH_VALUE_LENGTH[group], "DH value")
+        kvo = r.pos
+        kvb = r.u8("DH KV")
+        if kvb & 0xF0:
+            raise DecodeError("DH reserved bits set", kvo)
+        return DhPayload(group, value, _parse_kv(r, kvb & 0x0F, kvo)), nxt
 
 
 @fast_init
@@ -765,8 +757,11 @@ class Sign(Payload):
             raise EncodeError("S type does not fit in 4 bits")
         return ((st << 12) | n).to_bytes(2, "big") + self.signature
 
-    def describe(self) -> list[str]:
-        return [f"SIGN: {_name(self.sign_type)}, {len(self.signature)} bytes"]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        v = r.u16("SIGN header")
+        st = _enum(SignType, v >> 12, "S type", ctx, start)
+        return Sign(st, r.take(v & 0x0FFF, "signature")), 0  # SIGN is last (RFC 3830 §6.5)
 
 
 @fast_init
@@ -783,12 +778,18 @@ class Timestamp(Payload):
             raise EncodeError(f"TS value of {len(self.value)} bytes for {self.ts_type.name}")
         return bytes([next_type, int(self.ts_type)]) + self.value
 
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt, tt_raw = r.fields(_T_HEAD)
+        tt = _strict_enum(TsType, tt_raw, "TS type", start + 1)
+        value = r.take(TS_LENGTH[tt], "TS value")
+        if tt in _NTP_TYPES and value[:4] < _NTP_2000_BYTES:  # ntp_plausible(), inlined
+            ctx.allow(Leniency.NON_NTP_TIMESTAMP, "T value is not a plausible NTP time", start + 2)
+        return Timestamp(tt, value), nxt
+
     @property
     def as_int(self) -> int:
         return int.from_bytes(self.value, "big")
-
-    def describe(self) -> list[str]:
-        return [f"T: {self.ts_type.name} {self.value.hex()}{_ntp_note(self)}"]
 
 
 NTP_UNIX_OFFSET = 2208988800
@@ -799,20 +800,6 @@ _NTP_2000_BYTES = _NTP_2000.to_bytes(4, "big")
 def ntp_plausible(value: bytes) -> bool:
     """An 8-byte NTP value that decodes to 2000-01-01 .. 2036-02-07 (NTP era 0)."""
     return len(value) == 8 and int.from_bytes(value[:4], "big") >= _NTP_2000
-
-
-def _ntp_note(t: Timestamp) -> str:
-    if t.ts_type not in (TsType.NTP_UTC, TsType.NTP):
-        return ""
-    import datetime as _dt
-
-    secs = int.from_bytes(t.value[:4], "big") - NTP_UNIX_OFFSET
-    frac = int.from_bytes(t.value[4:], "big") / 2**32
-    try:
-        when = _dt.datetime.fromtimestamp(secs + frac, _dt.UTC)
-    except (OverflowError, OSError, ValueError):
-        return ""
-    return f" ({when.isoformat()})"
 
 
 @fast_init
@@ -831,8 +818,11 @@ class Cert(Payload):
             + self.data
         )
 
-    def describe(self) -> list[str]:
-        return [f"CERT: {_name(self.cert_type)}, {len(self.data)} bytes"]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        ct = _enum(CertType, r.u8("cert type"), "cert type", ctx, start + 1)
+        return Cert(ct, r.take(r.u16("cert length"), "certificate")), nxt
 
 
 @fast_init
@@ -849,8 +839,11 @@ class Chash(Payload):
             raise EncodeError("CHASH length does not match its hash function")
         return bytes([next_type, int(self.hash_func)]) + self.digest
 
-    def describe(self) -> list[str]:
-        return [f"CHASH: {self.hash_func.name} {self.digest.hex()}"]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        hf = _strict_enum(HashFunc, r.u8("hash func"), "hash function", start + 1)
+        return Chash(hf, r.take(HASH_LENGTH[hf], "hash")), nxt
 
 
 @fast_init
@@ -867,8 +860,11 @@ class Verification(Payload):
             raise EncodeError("V data length does not match its auth alg")
         return bytes([next_type, int(self.auth_alg)]) + self.data
 
-    def describe(self) -> list[str]:
-        return [f"V: {self.auth_alg.name} {self.data.hex()}"]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt, aa_raw = r.fields(_V_HEAD)
+        aa = _strict_enum(MacAlg, aa_raw, "V auth alg", start + 1)
+        return Verification(aa, r.take(MAC_LENGTH[aa], "V data")), nxt
 
 
 @fast_init
@@ -906,18 +902,15 @@ class SecurityPolicy(Payload):
             + body
         )
 
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        return _parse_sp(r, ctx, start)
+
     def get(self, ptype: int) -> SpParam | None:
         for p in self.params:
             if p.type == ptype:
                 return p
         return None
-
-    def describe(self) -> list[str]:
-        lines = [f"SP: policy {self.policy_no}, prot {_name(self.prot_type)}"]
-        for p in self.params:
-            name = param_name(self.prot_type, p.type)
-            lines.append(f"  {p.type:>2} {name}: {p.value.hex()} ({p.int_value})")
-        return lines
 
 
 def _sp_body(params: tuple[SpParam, ...]) -> bytes:
@@ -971,8 +964,12 @@ class Rand(Payload):
             raise EncodeError("RAND must be 1..255 bytes")
         return bytes([next_type, len(self.value)]) + self.value
 
-    def describe(self) -> list[str]:
-        return [f"RAND: {self.value.hex()}"]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt, n = r.fields(_RAND_HEAD)
+        if n == 0:
+            raise DecodeError("empty RAND", start + 1)
+        return Rand(r.take(n, "RAND")), nxt
 
 
 @fast_init
@@ -989,8 +986,14 @@ class Err(Payload):
             2, "big"
         )
 
-    def describe(self) -> list[str]:
-        return [f"ERR: {_name(self.error_no)}"]
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        en = _enum(ErrorNo, r.u8("error no"), "error no", ctx, start + 1)
+        reserved = r.u16("ERR reserved")
+        if reserved:
+            ctx.allow(Leniency.RESERVED_VALUE, "ERR reserved field not zero", start + 2)
+        return Err(en, reserved), nxt
 
 
 @fast_init
@@ -1010,6 +1013,12 @@ class GeneralExt(Payload):
         )
 
     @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        et = _enum(GeneralExtType, r.u8("ext type"), "general extension type", ctx, start + 1)
+        return GeneralExt(et, r.take(r.u16("ext length"), "extension data")), nxt
+
+    @classmethod
     def sdp_ids(cls, kmpids: Iterable[str]) -> GeneralExt:
         return cls(GeneralExtType.SDP_IDS, " ".join(kmpids).encode("ascii"))
 
@@ -1017,11 +1026,6 @@ class GeneralExt(Payload):
     def kmpids(self) -> tuple[str, ...]:
         """Key management protocol IDs listed in an SDP IDs extension (RFC 4567 §3.1)."""
         return tuple(self.data.decode("ascii", "replace").split())
-
-    def describe(self) -> list[str]:
-        if self.ext_type == GeneralExtType.SDP_IDS:
-            return [f"General extension: SDP IDs {list(self.kmpids)}"]
-        return [f"General extension: {_name(self.ext_type)} {self.data.hex()}"]
 
 
 @fast_init
@@ -1039,6 +1043,13 @@ class TimestampRole(Payload):
             raise EncodeError("TR value length does not match its TS type")
         return bytes([next_type, _u8(self.role, "TS role"), int(self.ts_type)]) + self.value
 
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        role = r.u8("TS role")
+        tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 2)
+        return TimestampRole(role, tt, r.take(TS_LENGTH[tt], "TS value")), nxt
+
 
 @fast_init
 @dataclass(frozen=True, slots=True)
@@ -1053,6 +1064,15 @@ class RandRole(Payload):
         if not 1 <= len(self.value) <= 0xFF:
             raise EncodeError("RANDR must be 1..255 bytes")
         return bytes([next_type, _u8(self.role, "RAND role"), len(self.value)]) + self.value
+
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        role = r.u8("RAND role")
+        n = r.u8("RAND length")
+        if n == 0:
+            raise DecodeError("empty RANDR", start + 2)
+        return RandRole(role, r.take(n, "RAND")), nxt
 
 
 @fast_init
@@ -1072,6 +1092,13 @@ class Sakke(Payload):
             + self.data
         )
 
+    @classmethod
+    def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
+        nxt = r.u8("next payload")
+        params = r.u8("SAKKE params")
+        scheme = r.u8("SAKKE ID scheme")
+        return Sakke(params, scheme, r.take(r.u16("SAKKE length"), "SAKKE data")), nxt
+
 
 @fast_init
 @dataclass(frozen=True, slots=True)
@@ -1085,9 +1112,6 @@ class Opaque(Payload):
 
     def encode(self, next_type: int) -> bytes:
         return self.data
-
-    def describe(self) -> list[str]:
-        return [f"Opaque payload type {self.payload_type}: {len(self.data)} bytes"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1198,146 +1222,37 @@ _Parsed = tuple[Payload, int]
 _NTP_TYPES = (TsType.NTP_UTC, TsType.NTP)
 
 
-def _p_kemac(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    return _parse_kemac(r, ctx, int(hdr.data_type))
-
-
-def _p_sign(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    v = r.u16("SIGN header")
-    st = _enum(SignType, v >> 12, "S type", ctx, start)
-    return Sign(st, r.take(v & 0x0FFF, "signature")), 0  # SIGN is last (RFC 3830 §6.5)
-
-
 _T_HEAD = Fields("BB", "next payload", "TS type")
 _RAND_HEAD = Fields("BB", "next payload", "RAND length")
 _SP_HEAD = Fields("BBBH", "next payload", "SP policy no", "SP prot type", "SP param length")
 _V_HEAD = Fields("BB", "next payload", "V auth alg")
 
 
-def _p_t(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt, tt_raw = r.fields(_T_HEAD)
-    tt = _strict_enum(TsType, tt_raw, "TS type", start + 1)
-    value = r.take(TS_LENGTH[tt], "TS value")
-    if tt in _NTP_TYPES and value[:4] < _NTP_2000_BYTES:  # ntp_plausible(), inlined
-        ctx.allow(Leniency.NON_NTP_TIMESTAMP, "T value is not a plausible NTP time", start + 2)
-    return Timestamp(tt, value), nxt
-
-
-def _p_rand(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt, n = r.fields(_RAND_HEAD)
-    if n == 0:
-        raise DecodeError("empty RAND", start + 1)
-    return Rand(r.take(n, "RAND")), nxt
-
-
-def _p_sp(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    return _parse_sp(r, ctx, start)
-
-
-def _p_pke(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    v = r.u16("PKE C/length")
-    cache = _enum(PkeCache, v >> 14, "PKE C", ctx, start + 1)
-    return Pke(cache, r.take(v & 0x3FFF, "PKE data")), nxt
-
-
-def _p_dh(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    group = _strict_enum(DhGroup, r.u8("DH group"), "DH group", start + 1)
-    value = r.take(DH_VALUE_LENGTH[group], "DH value")
-    kvo = r.pos
-    kvb = r.u8("DH KV")
-    if kvb & 0xF0:
-        raise DecodeError("DH reserved bits set", kvo)
-    return DhPayload(group, value, _parse_kv(r, kvb & 0x0F, kvo)), nxt
-
-
-def _p_id(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    return _parse_id(r)
-
-
-def _p_idr(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    role = _enum(IdRole, r.u8("ID role"), "ID role", ctx, start + 1)
-    it = _enum(IdType, r.u8("ID type"), "ID type", ctx, start + 2)
-    return IdrPayload(role, it, r.take(r.u16("ID length"), "ID data")), nxt
-
-
-def _p_cert(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    ct = _enum(CertType, r.u8("cert type"), "cert type", ctx, start + 1)
-    return Cert(ct, r.take(r.u16("cert length"), "certificate")), nxt
-
-
-def _p_chash(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    hf = _strict_enum(HashFunc, r.u8("hash func"), "hash function", start + 1)
-    return Chash(hf, r.take(HASH_LENGTH[hf], "hash")), nxt
-
-
-def _p_v(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt, aa_raw = r.fields(_V_HEAD)
-    aa = _strict_enum(MacAlg, aa_raw, "V auth alg", start + 1)
-    return Verification(aa, r.take(MAC_LENGTH[aa], "V data")), nxt
-
-
-def _p_err(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    en = _enum(ErrorNo, r.u8("error no"), "error no", ctx, start + 1)
-    reserved = r.u16("ERR reserved")
-    if reserved:
-        ctx.allow(Leniency.RESERVED_VALUE, "ERR reserved field not zero", start + 2)
-    return Err(en, reserved), nxt
-
-
-def _p_general_ext(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    et = _enum(GeneralExtType, r.u8("ext type"), "general extension type", ctx, start + 1)
-    return GeneralExt(et, r.take(r.u16("ext length"), "extension data")), nxt
-
-
-def _p_tr(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    role = r.u8("TS role")
-    tt = _strict_enum(TsType, r.u8("TS type"), "TS type", start + 2)
-    return TimestampRole(role, tt, r.take(TS_LENGTH[tt], "TS value")), nxt
-
-
-def _p_randr(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    role = r.u8("RAND role")
-    n = r.u8("RAND length")
-    if n == 0:
-        raise DecodeError("empty RANDR", start + 2)
-    return RandRole(role, r.take(n, "RAND")), nxt
-
-
-def _p_sakke(r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
-    nxt = r.u8("next payload")
-    params = r.u8("SAKKE params")
-    scheme = r.u8("SAKKE ID scheme")
-    return Sakke(params, scheme, r.take(r.u16("SAKKE length"), "SAKKE data")), nxt
-
-
 # The next-payload registry that drives the chain (RFC 3830 §6.1 table; RFC 6043; RFC 6509).
+#: every payload class the next-payload chain can name, each parsing itself (``cls.parse``)
+_PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
+    Kemac,
+    Pke,
+    DhPayload,
+    Sign,
+    Timestamp,
+    IdPayload,
+    Cert,
+    Chash,
+    Verification,
+    SecurityPolicy,
+    Rand,
+    Err,
+    TimestampRole,
+    IdrPayload,
+    RandRole,
+    GeneralExt,
+    Sakke,
+)
+# The next-payload registry that drives the chain (RFC 3830 §6.1 table; RFC 6043; RFC 6509),
+# built from the classes: a payload type maps to its class's parser.
 _PAYLOAD_PARSERS: dict[int, Callable[[Reader, _Ctx, Header, int], _Parsed]] = {
-    PayloadType.KEMAC: _p_kemac,
-    PayloadType.PKE: _p_pke,
-    PayloadType.DH: _p_dh,
-    PayloadType.SIGN: _p_sign,
-    PayloadType.T: _p_t,
-    PayloadType.ID: _p_id,
-    PayloadType.CERT: _p_cert,
-    PayloadType.CHASH: _p_chash,
-    PayloadType.V: _p_v,
-    PayloadType.SP: _p_sp,
-    PayloadType.RAND: _p_rand,
-    PayloadType.ERR: _p_err,
-    PayloadType.TR: _p_tr,
-    PayloadType.IDR: _p_idr,
-    PayloadType.RANDR: _p_randr,
-    PayloadType.GENERAL_EXT: _p_general_ext,
-    PayloadType.SAKKE: _p_sakke,
+    int(cls.TYPE): cls.parse for cls in _PAYLOAD_CLASSES
 }
 
 
@@ -1490,33 +1405,6 @@ class Message:
     def __iter__(self) -> Iterator[Payload]:
         return iter(self.payloads)
 
-    def describe(self) -> str:
-        """A tree like ``tshark -V`` prints; protected key bytes are never shown."""
-        h = self.header
-        lines = [
-            "MIKEY message",
-            f"  Version: {h.version}",
-            f"  Data type: {_name(h.data_type)} ({int(h.data_type)})",
-            f"  V: {int(h.v)}   PRF func: {_name(h.prf)}",
-            f"  CSB ID: 0x{h.csb_id:08x}",
-            f"  CS ID map: {_name(h.cs_map_type)}, #CS {len(h.cs_map)}",
-        ]
-        for i, e in enumerate(h.cs_map, 1):
-            if isinstance(e, SrtpIdEntry):
-                lines.append(f"    CS {i}: policy {e.policy_no}, SSRC 0x{e.ssrc:08x}, ROC {e.roc}")
-            else:
-                lines.append(f"    CS {e.cs_id}: prot {e.prot_type}, policies {e.policy_nos}")
-        for p in self.payloads:
-            lines += ["  " + line for line in p.describe()]
-        if self.trailing:
-            lines.append(f"  Trailing bytes: {self.trailing.hex()}")
-        if self.leniencies:
-            lines.append("  Leniencies: " + ", ".join(q.value for q in self.leniencies))
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.describe()
-
 
 _P = TypeVar("_P", bound=Payload)
 
@@ -1628,22 +1516,36 @@ def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
 # fast_init's __init__ does (none of them has a __post_init__ to run), and reads the code points
 # and lengths from these tables; SP parameters only from the memo this parser fills. Its
 # encode_message reads the same classes (exactly these, no subclass) and takes an SP's parameter
-# block from _sp_body's memo.
-_FAST_CLASSES = (
-    Message,
-    Header,
-    SrtpIdEntry,
-    Timestamp,
-    Rand,
-    IdPayload,
-    SecurityPolicy,
-    Kemac,
-    Verification,
-    Cert,
-    Sign,
-    Pke,
-    Chash,
-)
+# block from _sp_body's memo. The C code addresses each class's fields by position: this table is
+# that layout, handed over at setup, and checked against the dataclasses at import, so a field
+# renamed, added or moved fails here instead of being read at the wrong position.
+_FAST_LAYOUT: dict[type, tuple[str, ...]] = {
+    Message: ("header", "payloads", "trailing", "leniencies"),
+    Header: (
+        "data_type",
+        "csb_id",
+        "cs_map",
+        "cs_map_type",
+        "v",
+        "prf",
+        "version",
+        "raw_map_info",
+        "map_padding",
+        "raw_cs_count",
+    ),
+    SrtpIdEntry: ("policy_no", "ssrc", "roc"),
+    Timestamp: ("ts_type", "value"),
+    Rand: ("value",),
+    IdPayload: ("id_type", "data"),
+    SecurityPolicy: ("policy_no", "prot_type", "params"),
+    Kemac: ("encr_alg", "encr_data", "mac_alg", "mac", "plain"),
+    Verification: ("auth_alg", "data"),
+    Cert: ("cert_type", "data"),
+    Sign: ("sign_type", "signature"),
+    Pke: ("cache", "data"),
+    Chash: ("hash_func", "digest"),
+}
+_FAST_CLASSES = tuple(_FAST_LAYOUT)
 _FAST_ENUMS = (
     DataType,
     PrfFunc,
@@ -1665,11 +1567,15 @@ def _setup_fast_parser() -> None:
     if c is None or not hasattr(c, "parse_setup"):  # a build older than this source: unused
         return
     classes = []
-    for cls in _FAST_CLASSES:
+    for cls, layout in _FAST_LAYOUT.items():
         if hasattr(cls, "__post_init__"):
             raise TypeError(f"{cls.__name__} has a __post_init__ the fast parser would skip")
-        fields = dataclasses.fields(cls)
-        classes.append((cls, tuple(cls.__dict__[f.name] for f in fields)))
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        if names != layout:
+            raise TypeError(
+                f"{cls.__name__} has the fields {names}; the C fast path reads {layout}"
+            )
+        classes.append((cls, tuple(cls.__dict__[name] for name in layout)))
     enums = tuple({int(m): m for m in e} for e in _FAST_ENUMS)
     lengths = tuple({int(k): v for k, v in t.items()} for t in (TS_LENGTH, MAC_LENGTH, HASH_LENGTH))
     c.parse_setup(

@@ -39,6 +39,7 @@ from tests.fuzz.harnesses import (
     respond,
     seeds,
 )
+from tests.mikey.pair import ep
 
 # Fixed crashers (kept as regressions): none open. Add unfixed ones here as
 # "harness/filename": "finding ..." and they run as strict xfails.
@@ -144,7 +145,9 @@ def test_atheris_crash_output_is_a_finding() -> None:
 
 def _psk_offer(now: float = NOW) -> bytes:
     init_cfg, _ = exchange_configs(Mode.PSK)
-    return Initiator(init_cfg, random.Random(4).randbytes).start(now, (StreamSpec(0x1234, 0, 0),))
+    return Initiator(ep(init_cfg), random.Random(4).randbytes).start(
+        now, (StreamSpec(0x1234, 0, 0),)
+    )
 
 
 def _with_kemac(raw: bytes, kemac: Kemac) -> bytes:

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
+from mikey_cli import refusal_reason
 
-from mikey.cli_exchange import refusal_reason
 from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Responder, StreamSpec
 from mikey.keying import KeyingResult, Mode
 from mikey.pki import StaticPskStore
@@ -32,7 +32,7 @@ from rtspglue.keying import MikeyClientKeying, MikeyServerKeying
 from rtspglue.media import ToneSource
 from rtspglue.server import RtspServer
 from srtp.gsa import GsaRegistry, TeardownReason
-from tests.mikey.pair import NOW, PSK, configs
+from tests.mikey.pair import NOW, PSK, configs, ep
 
 MODES = list(Mode)
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
@@ -140,8 +140,8 @@ def test_detector_finds_every_form() -> None:
 def _exchange(mode: Mode, captured: Capture, **kw: object) -> tuple[list[str], set[bytes]]:
     init_cfg, resp_cfg = configs(mode, **kw)
     i_rng, r_rng = Recorder(1), Recorder(2)
-    initiator = Initiator(init_cfg, i_rng)
-    responder = Responder(resp_cfg, r_rng)
+    initiator = Initiator(ep(init_cfg), i_rng)
+    responder = Responder(ep(resp_cfg), r_rng)
     i_msg = initiator.start(NOW, (StreamSpec(0x1234, 0, 0), StreamSpec(0, 0, 0)))
     reply = responder.respond(i_msg, NOW + 0.5, local_ssrcs=[0x5678])
     assert isinstance(reply, ExchangeCompleted), reply
@@ -164,19 +164,22 @@ def _refusals(mode: Mode, i_msg: bytes) -> Iterator[tuple[str, Callable[[], obje
     _, resp_cfg = configs(mode)
     flipped = bytearray(i_msg)
     flipped[-3] ^= 0x40  # inside the MAC / signature
-    yield "tampered", lambda: Responder(resp_cfg, Recorder(5)).respond(bytes(flipped), NOW + 0.5)
-    yield "stale", lambda: Responder(resp_cfg, Recorder(6)).respond(i_msg, NOW + 3600)
+    yield (
+        "tampered",
+        lambda: Responder(ep(resp_cfg), Recorder(5)).respond(bytes(flipped), NOW + 0.5),
+    )
+    yield "stale", lambda: Responder(ep(resp_cfg), Recorder(6)).respond(i_msg, NOW + 3600)
     wrong = replace(resp_cfg, psk=StaticPskStore({"sip:alice@example.com": bytes(16)}))
-    yield "wrong-psk", lambda: Responder(wrong, Recorder(7)).respond(i_msg, NOW + 0.5)
-    yield "truncated", lambda: Responder(resp_cfg, Recorder(8)).respond(i_msg[:-9], NOW + 0.5)
+    yield "wrong-psk", lambda: Responder(ep(wrong), Recorder(7)).respond(i_msg, NOW + 0.5)
+    yield "truncated", lambda: Responder(ep(resp_cfg), Recorder(8)).respond(i_msg[:-9], NOW + 0.5)
     yield (
         "signalled-other",
-        lambda: Responder(resp_cfg, Recorder(9)).respond(
+        lambda: Responder(ep(resp_cfg), Recorder(9)).respond(
             i_msg, NOW + 0.5, expected_initiator="sip:mallory@example.com"
         ),
     )
     other = replace(resp_cfg, identity="sip:carol@example.com", credentials=None)
-    yield "idr-other", lambda: Responder(other, Recorder(10)).respond(i_msg, NOW + 0.5)
+    yield "idr-other", lambda: Responder(ep(other), Recorder(10)).respond(i_msg, NOW + 0.5)
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
@@ -190,7 +193,7 @@ def test_exchange_logs_and_reprs_hold_no_keys(mode: Mode, captured: Capture) -> 
 def test_refusals_hold_no_keys(mode: Mode, captured: Capture) -> None:
     init_cfg, _ = configs(mode)
     rng = Recorder(11)
-    i_msg = Initiator(init_cfg, rng).start(NOW, (StreamSpec(0x1234, 0, 0),))
+    i_msg = Initiator(ep(init_cfg), rng).start(NOW, (StreamSpec(0x1234, 0, 0),))
     secrets = {PSK} | rng.secrets([i_msg])
     texts: list[str] = []
     for name, attempt in _refusals(mode, i_msg):
@@ -236,8 +239,8 @@ async def test_rtsp_keyed_session_logs_hold_no_keys_and_teardown_zeroes(
 
 def test_gsa_teardown_zeroes_keying_result() -> None:
     init_cfg, resp_cfg = configs(Mode.PSK)
-    i_msg = Initiator(init_cfg, Recorder(31)).start(NOW, (StreamSpec(0x1234, 0, 0),))
-    reply = Responder(resp_cfg, Recorder(32)).respond(i_msg, NOW + 0.5)
+    i_msg = Initiator(ep(init_cfg), Recorder(31)).start(NOW, (StreamSpec(0x1234, 0, 0),))
+    reply = Responder(ep(resp_cfg), Recorder(32)).respond(i_msg, NOW + 0.5)
     assert isinstance(reply, ExchangeCompleted)
     registry = GsaRegistry()
     registry.establish("call-1", reply.result, NOW)

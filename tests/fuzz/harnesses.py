@@ -31,6 +31,7 @@ from mikey.exchange import CsbTable, ExchangeCompleted, ExchangeConfig, Exchange
 from mikey.keying import Mode
 from mikey.pki import Credentials, StaticPskStore, TrustStore
 from mikey.replay import ReplayGuard
+from mikey_cli.render import describe_payload
 from rtspglue.errors import RtspError
 from rtspglue.keymgmt import parse_key_mgmt_attribute, parse_keymgmt, parse_set_parameter_keying
 from rtspglue.message import (
@@ -131,7 +132,7 @@ def mikey_lenient(data: bytes) -> None:
     msg = parse_mikey(data, lenient=True)
     _soft(MIKEY_ERRORS, msg.encode)
     for payload in msg.payloads:
-        payload.describe()
+        describe_payload(payload)
 
 
 # -- SDP / SIP ---------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mikey.exchange import (
+    CsbTable,
+    Endpoint,
     ExchangeCompleted,
     ExchangeConfig,
     ExchangeRefused,
@@ -16,6 +18,7 @@ from mikey.exchange import (
 )
 from mikey.keying import KeyingResult, Mode
 from mikey.pki import Credentials, StaticPskStore, TrustStore
+from mikey.replay import ReplayGuard
 
 from . import certs
 
@@ -38,6 +41,36 @@ BOB = "sip:bob@example.com"
 def seeded_rng(seed: int) -> Callable[[int], bytes]:
     """Deterministic randomness for reproducible exchanges."""
     return random.Random(seed).randbytes
+
+
+_ENDPOINTS: dict[int, tuple[ExchangeConfig, Endpoint]] = {}
+
+
+def ep(
+    cfg: ExchangeConfig | Endpoint,
+    *,
+    replay: ReplayGuard | None = None,
+    csbs: CsbTable | None = None,
+) -> Endpoint:
+    """The endpoint of a test configuration: one per configuration object, so that every
+    exchange a test runs with the same configuration shares its replay cache and CSB table.
+    ``replay`` / ``csbs`` give another endpoint of the same party with that table replaced
+    (the other one still shared). An endpoint passes through."""
+    if isinstance(cfg, Endpoint):
+        return cfg
+    hit = _ENDPOINTS.get(id(cfg))
+    if hit is None or hit[0] is not cfg:
+        hit = (cfg, Endpoint(cfg, seeded_rng(0)))
+        _ENDPOINTS[id(cfg)] = hit
+    base = hit[1]
+    if replay is None and csbs is None:
+        return base
+    return Endpoint(
+        cfg,
+        base.rng,
+        replay=replay if replay is not None else base.replay,
+        csbs=csbs if csbs is not None else base.csbs,
+    )
 
 
 def configs(mode: Mode, **kw: object) -> tuple[ExchangeConfig, ExchangeConfig]:
@@ -78,8 +111,8 @@ class Pair:
     responder: Responder = field(init=False)
 
     def __post_init__(self) -> None:
-        self.initiator = Initiator(self.init_cfg, seeded_rng(self.seed))
-        self.responder = Responder(self.resp_cfg, seeded_rng(self.seed + 1000))
+        self.initiator = Initiator(ep(self.init_cfg), seeded_rng(self.seed))
+        self.responder = Responder(ep(self.resp_cfg), seeded_rng(self.seed + 1000))
 
     def offer(
         self, now: float = NOW, streams: tuple[StreamSpec, ...] = (StreamSpec(0x1234, 0, 0),)
@@ -94,6 +127,7 @@ class Pair:
         if isinstance(reply, ExchangeRefused):
             raise reply.error
         assert isinstance(reply, ExchangeCompleted)
+        ep(self.resp_cfg).commit(reply.result)  # the session is up: its CSB is recorded
         i_res = self.initiator.finish(
             reply.answer if self.initiator.expects_response else None, now + 1
         )

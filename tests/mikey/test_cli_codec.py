@@ -13,10 +13,10 @@ import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from mikey_cli import main, mikey_bytes_from_text
+from mikey_cli.jsonform import from_json, to_json
 
 from mikey import parse_message
-from mikey.cli import main, mikey_bytes_from_text
-from mikey.jsonform import from_json, to_json
 
 from . import vectors
 
@@ -95,14 +95,14 @@ def test_input_forms(text: str) -> None:
 
 def test_cli_decode_encode_pipe_subprocess() -> None:
     dec = subprocess.run(
-        [sys.executable, "-m", "mikey.cli", "decode", "--json", f"a=key-mgmt:mikey {SPEC_B64}"],
+        [sys.executable, "-m", "mikey_cli", "decode", "--json", f"a=key-mgmt:mikey {SPEC_B64}"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
     enc = subprocess.run(
-        [sys.executable, "-m", "mikey.cli", "encode", "-"],
+        [sys.executable, "-m", "mikey_cli", "encode", "-"],
         input=dec.stdout,
         capture_output=True,
         text=True,

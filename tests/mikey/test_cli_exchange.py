@@ -25,7 +25,7 @@ SPEC_RAND = "00112233445566778899aabbccddeeff"
 
 
 def mikey(*args: str, check_rc: int = 0) -> subprocess.CompletedProcess[str]:
-    cmd = ["timeout", "60", sys.executable, "-m", "mikey.cli", *args]
+    cmd = ["timeout", "60", sys.executable, "-m", "mikey_cli", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == check_rc, proc.stderr
     return proc

@@ -58,7 +58,7 @@ from mikey.registry import (
 from mikey.replay import unix_from_ntp
 
 from . import vectors
-from .pair import ALICE, NOW, PSK, configs, seeded_rng
+from .pair import ALICE, NOW, PSK, configs, ep, seeded_rng
 
 ALL_POLICIES = (
     AES_CM_128_HMAC_SHA1_80,
@@ -101,12 +101,13 @@ def run_exchange(
     seed: int = 1,
     now: float = NOW,
 ) -> tuple[KeyingResult, KeyingResult, bytes, bytes | None]:
-    initiator = Initiator(init_cfg, seeded_rng(seed))
-    responder = Responder(resp_cfg, seeded_rng(seed + 1000))
+    initiator = Initiator(ep(init_cfg), seeded_rng(seed))
+    responder = Responder(ep(resp_cfg), seeded_rng(seed + 1000))
     i_msg = initiator.start(now, streams)
     reply = responder.respond(i_msg, now + 0.5, local_ssrcs=LOCAL_SSRCS)
     assert isinstance(reply, ExchangeCompleted), reply
     assert responder.state is State.DONE
+    ep(resp_cfg).commit(reply.result)  # the session is up: its CSB is recorded
     answer = reply.answer
     assert (answer is not None) == initiator.expects_response
     i_res = initiator.finish(answer, now + 1)
@@ -264,8 +265,8 @@ def test_null_kemac_only_when_allowed() -> None:
     streams = (StreamSpec(0x1234, 0, 0),)
     i_res, r_res, _, _ = run_exchange(i_cfg, r_cfg, streams)
     assert_same_keys(i_res, r_res, streams, (AES_CM_128_HMAC_SHA1_80,))
-    refused = Responder(replace(r_cfg, allow_null_kemac=False), seeded_rng(9)).respond(
-        Initiator(i_cfg, seeded_rng(2)).start(NOW, streams), NOW
+    refused = Responder(ep(replace(r_cfg, allow_null_kemac=False)), seeded_rng(9)).respond(
+        Initiator(ep(i_cfg), seeded_rng(2)).start(NOW, streams), NOW
     )
     assert isinstance(refused, ExchangeRefused)
     assert refused.error.error_no == ErrorNo.INVALID_EA
@@ -351,7 +352,7 @@ def test_spec_vector_exact_r_message() -> None:
     """MIKEY-SPEC §4.8: the spec's I_MESSAGE gives exactly the spec's R_MESSAGE, TEK and salt."""
     cfg = ExchangeConfig(mode=Mode.PSK, psk=StaticPskStore({}, default=SPEC_PSK))
     t_i = unix_from_ntp(vectors.SPEC_T_I)
-    reply = Responder(cfg, seeded_rng(0)).respond(vectors.PSK_I_MESSAGE, t_i + 1.0)
+    reply = Responder(ep(cfg), seeded_rng(0)).respond(vectors.PSK_I_MESSAGE, t_i + 1.0)
     assert isinstance(reply, ExchangeCompleted)
     assert reply.answer == vectors.PSK_R_MESSAGE
     (entry,) = reply.result.data_sa
@@ -391,9 +392,9 @@ def test_gstreamer_null_profile() -> None:
     now = unix_from_ntp(t.value)
     # A pre-shared key is configured but unused: the NULL KEMAC has neither MAC nor encryption.
     base = ExchangeConfig(mode=Mode.PSK, psk=StaticPskStore({}, default=PSK))
-    refused = Responder(base, seeded_rng(1)).respond(raw, now)
+    refused = Responder(ep(base), seeded_rng(1)).respond(raw, now)
     assert isinstance(refused, ExchangeRefused)
-    reply = Responder(base.gstreamer_profile(), seeded_rng(1)).respond(raw, now)
+    reply = Responder(ep(base.gstreamer_profile()), seeded_rng(1)).respond(raw, now)
     assert isinstance(reply, ExchangeCompleted)
     assert reply.answer is None
     (entry,) = reply.result.data_sa
@@ -409,7 +410,7 @@ def test_our_gstreamer_profile_round_trip() -> None:
     i_res, r_res, i_msg, answer = run_exchange(i_cfg, r_cfg, streams)
     assert answer is None
     assert_same_keys(i_res, r_res, streams, (AES_CM_128_HMAC_SHA1_80,))
-    refused = Responder(configs(Mode.PSK)[1], seeded_rng(4)).respond(i_msg, NOW)
+    refused = Responder(ep(configs(Mode.PSK)[1]), seeded_rng(4)).respond(i_msg, NOW)
     assert isinstance(refused, ExchangeRefused)
 
 
@@ -422,10 +423,10 @@ def test_rekey_same_csb(mode: Mode) -> None:
     streams = (StreamSpec(0x1234, 0, 0),)
     first_i, first_r, _, _ = run_exchange(i_cfg, r_cfg, streams, seed=1)
     assert not first_r.rekey
-    initiator = Initiator(i_cfg, seeded_rng(77))
+    initiator = Initiator(ep(i_cfg), seeded_rng(77))
     i_msg = initiator.start(NOW + 10, streams, rekey_of=first_i.registration)
     assert parse_message(i_msg).csb_id == first_i.registration.csb_id
-    reply = Responder(r_cfg, seeded_rng(78)).respond(i_msg, NOW + 10.5)
+    reply = Responder(ep(r_cfg), seeded_rng(78)).respond(i_msg, NOW + 10.5)
     assert isinstance(reply, ExchangeCompleted), reply
     second_i = initiator.finish(reply.answer, NOW + 11)
     assert second_i.rekey and reply.result.rekey
@@ -439,10 +440,10 @@ def test_rekey_from_another_identity_refused() -> None:
     r_cfg = replace(r_cfg, psk=StaticPskStore({ALICE: PSK, mallory: b"m" * 16}))
     first_i, _, _, _ = run_exchange(i_cfg, r_cfg, (StreamSpec(1, 0, 0),))
     m_cfg = replace(i_cfg, identity=mallory, psk=StaticPskStore({"sip:bob@example.com": b"m" * 16}))
-    i_msg = Initiator(m_cfg, seeded_rng(5)).start(
+    i_msg = Initiator(ep(m_cfg), seeded_rng(5)).start(
         NOW + 5, (StreamSpec(1, 0, 0),), rekey_of=first_i.registration
     )
-    reply = Responder(r_cfg, seeded_rng(6)).respond(i_msg, NOW + 5)
+    reply = Responder(ep(r_cfg), seeded_rng(6)).respond(i_msg, NOW + 5)
     assert isinstance(reply, ExchangeRefused)
     assert reply.error.error_no == ErrorNo.INVALID_ID
 
@@ -455,7 +456,7 @@ def test_psk_update_without_rand_keeps_initial_rand() -> None:
     csb = first_r.registration.csb_id
     # Build the update by hand: HDR, T, IDi, IDr, SP, KEMAC (no RAND), keyed with initial RAND.
     template = parse_message(
-        Initiator(i_cfg, seeded_rng(8)).start(
+        Initiator(ep(i_cfg), seeded_rng(8)).start(
             NOW + 20, (StreamSpec(1, 0, 0),), rekey_of=first_i.registration
         )
     )
@@ -474,7 +475,7 @@ def test_psk_update_without_rand_keeps_initial_rand() -> None:
         template.header, (*body, Kemac(EncrAlg.AES_CM_128, enc, MacAlg.HMAC_SHA_1_160, bytes(20)))
     ).encode()
     raw = raw[:-20] + crypto.mac(MacAlg.HMAC_SHA_1_160, tk.auth_key, raw[:-20])
-    reply = Responder(r_cfg, seeded_rng(9)).respond(raw, NOW + 20)
+    reply = Responder(ep(r_cfg), seeded_rng(9)).respond(raw, NOW + 20)
     assert isinstance(reply, ExchangeCompleted), reply
     assert reply.result.rekey
     assert reply.result.registration.rand == initial_rand
@@ -486,7 +487,7 @@ def test_psk_update_without_rand_keeps_initial_rand() -> None:
         tgk, mprf.label(mprf.KeyConst.SALT, 1, csb, initial_rand), 14
     )
     # The same message for an unknown CSB has no RAND to fall back on.
-    fresh = Responder(configs(Mode.PSK)[1], seeded_rng(10)).respond(raw, NOW + 20)
+    fresh = Responder(ep(configs(Mode.PSK)[1]), seeded_rng(10)).respond(raw, NOW + 20)
     assert isinstance(fresh, ExchangeRefused)
 
 
@@ -494,11 +495,11 @@ def test_psk_update_without_rand_keeps_initial_rand() -> None:
 
 
 def _initiator_in(state: State, cfg: ExchangeConfig) -> tuple[Initiator, bytes | None]:
-    init = Initiator(cfg, seeded_rng(3))
+    init = Initiator(ep(cfg), seeded_rng(3))
     if state is State.IDLE:
         return init, None
     i_msg = init.start(NOW, (StreamSpec(1, 0, 0),))
-    reply = Responder(configs(Mode.PSK, i_verify=True)[1], seeded_rng(4)).respond(i_msg, NOW)
+    reply = Responder(ep(configs(Mode.PSK, i_verify=True)[1]), seeded_rng(4)).respond(i_msg, NOW)
     assert isinstance(reply, ExchangeCompleted)
     if state is State.AWAITING:
         return init, reply.answer
@@ -539,14 +540,14 @@ def test_initiator_state_table(state: State, inp: str) -> None:
 @pytest.mark.parametrize("state", [State.IDLE, State.DONE, State.FAILED])
 def test_responder_state_table(state: State) -> None:
     i_cfg, r_cfg = configs(Mode.PSK)
-    resp = Responder(r_cfg, seeded_rng(5))
-    i_msg = Initiator(i_cfg, seeded_rng(6)).start(NOW, (StreamSpec(1, 0, 0),))
+    resp = Responder(ep(r_cfg), seeded_rng(5))
+    i_msg = Initiator(ep(i_cfg), seeded_rng(6)).start(NOW, (StreamSpec(1, 0, 0),))
     if state is State.DONE:
         assert isinstance(resp.respond(i_msg, NOW), ExchangeCompleted)
     elif state is State.FAILED:
         assert isinstance(resp.respond(b"garbage-garbage", NOW), ExchangeRefused)
     assert resp.state is state
-    fresh = Initiator(i_cfg, seeded_rng(7)).start(NOW + 1, (StreamSpec(1, 0, 0),))
+    fresh = Initiator(ep(i_cfg), seeded_rng(7)).start(NOW + 1, (StreamSpec(1, 0, 0),))
     if state is State.IDLE:
         assert isinstance(resp.respond(fresh, NOW), ExchangeCompleted)
         assert resp.state is State.DONE
@@ -558,7 +559,7 @@ def test_responder_state_table(state: State) -> None:
 
 def test_finish_failure_wipes_psk_result() -> None:
     """PSK without V holds keys after start(); a failed finish() wipes them."""
-    init = Initiator(configs(Mode.PSK)[0], seeded_rng(1))
+    init = Initiator(ep(configs(Mode.PSK)[0]), seeded_rng(1))
     init.start(NOW, (StreamSpec(1, 0, 0),))
     held = init.result
     assert held is not None and not held.data_sa[0].wiped

@@ -61,7 +61,7 @@ from mikey.registry import (
 from mikey.replay import ReplayGuard, TimestampPolicy, make_timestamp
 
 from . import certs
-from .pair import ALICE, BOB, NOW, PSK, Pair, configs, seeded_rng
+from .pair import ALICE, BOB, NOW, PSK, Pair, configs, ep, seeded_rng
 
 STREAMS = (StreamSpec(0x1234, 0, 0),)
 MODES_WITH_RESPONSE = [
@@ -95,7 +95,7 @@ def assert_no_leak(exc: BaseException, secrets: Iterable[bytes]) -> None:
 
 def refuse(cfg: ExchangeConfig, data: bytes, now: float = NOW, seed: int = 50) -> MikeyError:
     """The responder must refuse ``data``: returns the error; asserts no keys were produced."""
-    resp = Responder(cfg, seeded_rng(seed))
+    resp = Responder(ep(cfg), seeded_rng(seed))
     reply = resp.respond(data, now)
     assert isinstance(reply, ExchangeRefused), "tampered message accepted"
     assert resp.result is None and resp.state is State.FAILED
@@ -107,8 +107,8 @@ def refuse(cfg: ExchangeConfig, data: bytes, now: float = NOW, seed: int = 50) -
 def genuine(mode: Mode, verify: bool, seed: int = 1) -> tuple[bytes, bytes | None]:
     """A deterministic valid I_MESSAGE and its answer (fresh configs, nothing remembered)."""
     i_cfg, r_cfg = mode_configs(mode, verify)
-    i_msg = Initiator(i_cfg, seeded_rng(seed)).start(NOW, STREAMS)
-    reply = Responder(r_cfg, seeded_rng(seed + 1)).respond(i_msg, NOW)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(seed)).start(NOW, STREAMS)
+    reply = Responder(ep(r_cfg), seeded_rng(seed + 1)).respond(i_msg, NOW)
     assert isinstance(reply, ExchangeCompleted)
     return i_msg, reply.answer
 
@@ -158,7 +158,7 @@ def test_flipped_bit_in_i_message(mode: Mode, verify: bool) -> None:
     i_msg, _ = genuine(mode, verify)
     _, r_cfg = mode_configs(mode, verify)
     for pos in positions(i_msg):
-        err = refuse(replace(r_cfg, replay=ReplayGuard()), flip(i_msg, pos, pos % 8))
+        err = refuse(ep(r_cfg, replay=ReplayGuard()), flip(i_msg, pos, pos % 8))
         assert err.error_no in ErrorNo
         if pos >= len(i_msg) - 20 and mode in (Mode.PSK, Mode.DHHMAC):
             assert err.error_no == ErrorNo.AUTH_FAILURE  # inside the KEMAC MAC value
@@ -169,13 +169,13 @@ def test_flipped_bit_in_i_message(mode: Mode, verify: bool) -> None:
 @pytest.mark.parametrize(("mode", "verify"), MODES_WITH_RESPONSE, ids=str)
 def test_flipped_bit_in_r_message(mode: Mode, verify: bool) -> None:
     i_cfg, r_cfg = mode_configs(mode, verify)
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
-    reply = Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(i_msg, NOW)
     assert isinstance(reply, ExchangeCompleted) and reply.answer is not None
     answer = reply.answer
     secrets = secrets_of(reply.result)
     for pos in positions(answer):
-        init = Initiator(i_cfg, seeded_rng(1))
+        init = Initiator(ep(i_cfg), seeded_rng(1))
         again = init.start(NOW, STREAMS)  # the same pending exchange (PKCS#1 pads randomly)
         assert again == i_msg or mode == Mode.PK
         with pytest.raises(MikeyError) as info:
@@ -216,24 +216,26 @@ def test_extra_payload_breaks_the_mac() -> None:
 @pytest.mark.parametrize(("mode", "verify"), ALL_MODES, ids=str)
 def test_replayed_i_message(mode: Mode, verify: bool) -> None:
     i_cfg, r_cfg = mode_configs(mode, verify)
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
-    assert isinstance(Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW), ExchangeCompleted)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(i_msg, NOW)
+    assert isinstance(reply, ExchangeCompleted)
+    ep(r_cfg).commit(reply.result)
     # A fresh CSB table: the replay cache alone must catch it.
-    err = refuse(replace(r_cfg, csbs=CsbTable()), i_msg, NOW + 1)
+    err = refuse(ep(r_cfg, csbs=CsbTable()), i_msg, NOW + 1)
     assert isinstance(err, ReplayError) and err.error_no == ErrorNo.INVALID_TS
     # Through the CSB table (same CSB, not newer): also INVALID_TS.
-    err = refuse(replace(r_cfg, replay=ReplayGuard()), i_msg, NOW + 1)
+    err = refuse(ep(r_cfg, replay=ReplayGuard()), i_msg, NOW + 1)
     assert err.error_no == ErrorNo.INVALID_TS
 
 
 @pytest.mark.parametrize(("mode", "verify"), MODES_WITH_RESPONSE, ids=str)
 def test_reflected_messages(mode: Mode, verify: bool) -> None:
     i_cfg, r_cfg = mode_configs(mode, verify)
-    init = Initiator(i_cfg, seeded_rng(1))
+    init = Initiator(ep(i_cfg), seeded_rng(1))
     i_msg = init.start(NOW, STREAMS)
-    reply = Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW)
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(i_msg, NOW)
     assert isinstance(reply, ExchangeCompleted) and reply.answer is not None
-    err = refuse(replace(r_cfg, replay=ReplayGuard(), csbs=CsbTable()), reply.answer)
+    err = refuse(ep(r_cfg, replay=ReplayGuard(), csbs=CsbTable()), reply.answer)
     assert err.error_no == ErrorNo.INVALID_DT
     with pytest.raises(ProtocolError) as info:
         init.finish(i_msg, NOW)  # its own I_MESSAGE reflected back
@@ -251,9 +253,9 @@ def test_stale_and_future_timestamps(mode: Mode, verify: bool, offset: float) ->
 
 def test_stale_r_message() -> None:
     i_cfg, r_cfg = mode_configs(Mode.PSK, True)
-    init = Initiator(i_cfg, seeded_rng(1))
+    init = Initiator(ep(i_cfg), seeded_rng(1))
     i_msg = init.start(NOW, STREAMS)
-    reply = Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW)
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(i_msg, NOW)
     assert isinstance(reply, ExchangeCompleted) and reply.answer is not None
     with pytest.raises(MikeyError) as info:
         init.finish(reply.answer, NOW + 1000)
@@ -287,7 +289,7 @@ BAD_CERTS = {
 def test_bad_initiator_certificate(mode: Mode, kind: str) -> None:
     bad = certs.leaf(f"alice-{kind}", san_uri=ALICE, **BAD_CERTS[kind])  # type: ignore[arg-type]
     i_cfg, r_cfg = mode_configs(mode, False, i_credentials=Credentials(bad.key, (bad.cert,)))
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     assert refuse(r_cfg, i_msg).error_no == ErrorNo.INVALID_CERT
 
 
@@ -313,14 +315,14 @@ def test_bad_dh_values_from_initiator() -> None:
     i_cfg, r_cfg = mode_configs(
         Mode.DH, False, i_credentials=m_creds, i_identity="sip:mallory@example.com"
     )
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     msg = parse_message(i_msg)
     for value in bad_dh_values(DhGroup.OAKLEY_1):
         payloads = [
             DhPayload(p.group, value) if isinstance(p, DhPayload) else p for p in msg.payloads[:-1]
         ]
         forged = resign(msg, payloads, m_creds)
-        err = refuse(replace(r_cfg, replay=ReplayGuard()), forged)
+        err = refuse(ep(r_cfg, replay=ReplayGuard()), forged)
         assert err.error_no == ErrorNo.INVALID_DH
 
 
@@ -337,7 +339,7 @@ def test_bad_dh_values_from_responder() -> None:
                 p, dhr_done = DhPayload(p.group, value), True
             payloads.append(p)
         forged = resign(msg, payloads, bob_creds())
-        init = Initiator(replace(i_cfg, replay=ReplayGuard()), seeded_rng(1))
+        init = Initiator(ep(i_cfg, replay=ReplayGuard()), seeded_rng(1))
         assert init.start(NOW, STREAMS) == i_msg
         with pytest.raises(ProtocolError) as info:
             init.finish(forged, NOW)
@@ -356,9 +358,9 @@ def test_null_kemac_downgrade_refused() -> None:
         i_cfg, r_cfg = configs(
             Mode.PSK, i_kemac_encr=encr, i_kemac_mac=mac, i_allow_null_kemac=True
         )
-        i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+        i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
         assert refuse(r_cfg, i_msg).error_no == err_no
-        ok = Responder(replace(r_cfg, allow_null_kemac=True), seeded_rng(3)).respond(i_msg, NOW)
+        ok = Responder(ep(replace(r_cfg, allow_null_kemac=True)), seeded_rng(3)).respond(i_msg, NOW)
         assert isinstance(ok, ExchangeCompleted)
 
 
@@ -367,15 +369,10 @@ NULL_SRTP = SrtpPolicy(encr_alg=SrtpEncrAlg.NULL, auth_alg=SrtpAuthAlg.NULL, aut
 
 def test_null_srtp_policy_refused_unless_allowed() -> None:
     i_cfg, r_cfg = configs(Mode.PSK, i_offered=(NULL_SRTP,))
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     assert refuse(r_cfg, i_msg).error_no == ErrorNo.INVALID_SP
-    allowed = replace(
-        r_cfg,
-        acceptable=replace(r_cfg.acceptable, allow_null_srtp=True),
-        replay=ReplayGuard(),
-        csbs=CsbTable(),
-    )
-    assert isinstance(Responder(allowed, seeded_rng(2)).respond(i_msg, NOW), ExchangeCompleted)
+    allowed = replace(r_cfg, acceptable=replace(r_cfg.acceptable, allow_null_srtp=True))
+    assert isinstance(Responder(ep(allowed), seeded_rng(2)).respond(i_msg, NOW), ExchangeCompleted)
 
 
 @pytest.mark.parametrize(
@@ -391,7 +388,7 @@ def test_null_srtp_policy_refused_unless_allowed() -> None:
 )
 def test_unsupported_sp_parameters(policy: SrtpPolicy) -> None:
     i_cfg, r_cfg = configs(Mode.PSK, i_offered=(policy,))
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     assert refuse(r_cfg, i_msg).error_no == ErrorNo.INVALID_SPPAR
 
 
@@ -399,12 +396,16 @@ def test_rekey_from_another_identity() -> None:
     mallory = "sip:mallory@example.com"
     i_cfg, r_cfg = configs(Mode.PSK)
     r_cfg = replace(r_cfg, psk=StaticPskStore({ALICE: PSK, mallory: b"m" * 16}))
-    first = Initiator(i_cfg, seeded_rng(1))
+    first = Initiator(ep(i_cfg), seeded_rng(1))
     i_msg = first.start(NOW, STREAMS)
-    assert isinstance(Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW), ExchangeCompleted)
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(i_msg, NOW)
+    assert isinstance(reply, ExchangeCompleted)
+    ep(r_cfg).commit(reply.result)
     first_res = first.finish(None, NOW)
     m_cfg = replace(i_cfg, identity=mallory, psk=StaticPskStore({BOB: b"m" * 16}))
-    rekey = Initiator(m_cfg, seeded_rng(5)).start(NOW + 5, STREAMS, rekey_of=first_res.registration)
+    rekey = Initiator(ep(m_cfg), seeded_rng(5)).start(
+        NOW + 5, STREAMS, rekey_of=first_res.registration
+    )
     assert refuse(r_cfg, rekey, NOW + 5).error_no == ErrorNo.INVALID_ID
 
 
@@ -413,7 +414,7 @@ def test_rekey_from_another_identity() -> None:
 
 def test_forged_err_message_is_unauthenticated() -> None:
     i_cfg, _ = mode_configs(Mode.PSK, True)
-    init = Initiator(i_cfg, seeded_rng(1))
+    init = Initiator(ep(i_cfg), seeded_rng(1))
     i_msg = parse_message(init.start(NOW, STREAMS))
     hdr = Header(DataType.ERROR, i_msg.csb_id, i_msg.header.cs_map)
     forged = Message(
@@ -434,9 +435,9 @@ def test_forged_err_message_is_unauthenticated() -> None:
 def test_genuine_err_message_is_authenticated() -> None:
     """A refusal after authentication (policy) carries a V the initiator can verify."""
     i_cfg, r_cfg = configs(Mode.PSK, i_verify=True, i_offered=(NULL_SRTP,))
-    init = Initiator(i_cfg, seeded_rng(1))
+    init = Initiator(ep(i_cfg), seeded_rng(1))
     i_msg = init.start(NOW, STREAMS)
-    reply = Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW)
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(i_msg, NOW)
     assert isinstance(reply, ExchangeRefused) and reply.answer is not None
     with pytest.raises(PeerError) as info:
         init.finish(reply.answer, NOW)
@@ -450,20 +451,22 @@ def test_genuine_err_message_is_authenticated() -> None:
 def test_replay_cache_pressure() -> None:
     guard = ReplayGuard(TimestampPolicy(skew=300.0), max_entries=64)
     i_cfg, r_cfg = configs(Mode.PSK, i_verify=True)
-    r_cfg = replace(r_cfg, replay=guard, csbs=CsbTable(max_entries=64))
+    r_cfg = ep(r_cfg, replay=guard, csbs=CsbTable(max_entries=64))
     refused = 0
     for n in range(400):
-        i_msg = Initiator(i_cfg, seeded_rng(10_000 + n)).start(NOW + n * 0.01, STREAMS)
-        reply = Responder(r_cfg, seeded_rng(n)).respond(i_msg, NOW + n * 0.01)
+        i_msg = Initiator(ep(i_cfg), seeded_rng(10_000 + n)).start(NOW + n * 0.01, STREAMS)
+        reply = Responder(ep(r_cfg), seeded_rng(n)).respond(i_msg, NOW + n * 0.01)
         if isinstance(reply, ExchangeRefused):
             assert reply.error.error_no == ErrorNo.INVALID_TS
             refused += 1
-        assert len(guard) <= 64 and len(r_cfg.csbs) <= 64
+        else:
+            r_cfg.commit(reply.result)  # every session established: the CSB table fills too
+        assert len(guard) <= 64 and len(ep(r_cfg).csbs) <= 64
     assert refused > 0  # the cache refused rather than grew
     # A legitimate exchange once the (load-shrunk) window has moved on.
     later = NOW + 4 + 300 / 16 + 1
-    init = Initiator(i_cfg, seeded_rng(99))
-    reply = Responder(r_cfg, seeded_rng(98)).respond(init.start(later, STREAMS), later)
+    init = Initiator(ep(i_cfg), seeded_rng(99))
+    reply = Responder(ep(r_cfg), seeded_rng(98)).respond(init.start(later, STREAMS), later)
     assert isinstance(reply, ExchangeCompleted)
     res = init.finish(reply.answer, later)
     assert bytes(res.data_sa[0].master_key) == bytes(reply.result.data_sa[0].master_key)
@@ -481,7 +484,7 @@ def _answer_shape(answer: bytes | None) -> tuple[object, ...]:
 
 def test_psk_mac_and_decryption_failures_look_alike() -> None:
     i_cfg, r_cfg = configs(Mode.PSK, kemac_encr=EncrAlg.AES_KW_128, tgk_length=20, i_verify=True)
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     msg = parse_message(i_msg)
     bad_mac = flip(i_msg, len(i_msg) - 1)
     # Valid MAC over a corrupted AES-KW ciphertext: the unwrap integrity check fails.
@@ -495,7 +498,7 @@ def test_psk_mac_and_decryption_failures_look_alike() -> None:
     bad_unwrap = raw[:-20] + crypto.mac(MacAlg.HMAC_SHA_1_160, tk.auth_key, raw[:-20])
     outcomes = []
     for data in (bad_mac, bad_unwrap):
-        resp = Responder(replace(r_cfg, replay=ReplayGuard()), seeded_rng(2))
+        resp = Responder(ep(r_cfg, replay=ReplayGuard()), seeded_rng(2))
         reply = resp.respond(data, NOW)
         assert isinstance(reply, ExchangeRefused) and resp.result is None
         outcomes.append(
@@ -507,7 +510,7 @@ def test_psk_mac_and_decryption_failures_look_alike() -> None:
 
 def test_pk_signature_pkcs1_and_mac_failures_look_alike() -> None:
     i_cfg, r_cfg = mode_configs(Mode.PK, True)
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     msg = parse_message(i_msg)
     body = list(msg.payloads[:-1])
     bad_sig = flip(i_msg, len(i_msg) - 5)
@@ -523,7 +526,7 @@ def test_pk_signature_pkcs1_and_mac_failures_look_alike() -> None:
     )
     outcomes = []
     for data in (bad_sig, bad_pkcs1, bad_kemac):
-        resp = Responder(replace(r_cfg, replay=ReplayGuard()), seeded_rng(2))
+        resp = Responder(ep(r_cfg, replay=ReplayGuard()), seeded_rng(2))
         reply = resp.respond(data, NOW)
         assert isinstance(reply, ExchangeRefused) and resp.result is None
         outcomes.append(
@@ -567,14 +570,15 @@ def refuse_leaving_nothing(
     cfg: ExchangeConfig, data: bytes, now: float = NOW, **kw: object
 ) -> MikeyError:
     """As :func:`refuse`, and neither the CSB table nor the replay cache changed."""
-    csbs, cached = len(cfg.csbs), len(cfg.replay)
-    owners = {k: cfg.csbs.get(k) for k in list(cfg.csbs._entries)}
-    resp = Responder(cfg, seeded_rng(77))
+    party = ep(cfg)
+    csbs, cached = len(party.csbs), len(party.replay)
+    owners = {k: party.csbs.get(k) for k in list(party.csbs._entries)}
+    resp = Responder(ep(cfg), seeded_rng(77))
     reply = resp.respond(data, now, **kw)  # type: ignore[arg-type]
     assert isinstance(reply, ExchangeRefused), "hostile message accepted"
     assert resp.result is None and resp.state is State.FAILED
-    assert len(cfg.csbs) == csbs and len(cfg.replay) == cached
-    assert {k: cfg.csbs.get(k) for k in owners} == owners
+    assert len(party.csbs) == csbs and len(party.replay) == cached
+    assert {k: party.csbs.get(k) for k in owners} == owners
     assert_no_leak(reply.error, secrets_of())
     return reply.error
 
@@ -602,7 +606,7 @@ def test_certificate_without_san_uri_cannot_claim_an_identity(mode: Mode, kind: 
     # (PK carries IDi inside its KEMAC too: it has no form without an identity)
     for claimed in (ALICE,) if mode == Mode.PK else (ALICE, None):
         i_cfg, r_cfg = mode_configs(mode, False, i_credentials=_creds(eve))
-        i_msg = Initiator(_claiming(i_cfg, claimed), seeded_rng(1)).start(NOW, STREAMS)
+        i_msg = Initiator(ep(_claiming(i_cfg, claimed)), seeded_rng(1)).start(NOW, STREAMS)
         err = refuse_leaving_nothing(r_cfg, i_msg)
         assert err.error_no == ErrorNo.INVALID_CERT and "SAN URI" in str(err)
 
@@ -611,7 +615,7 @@ def test_certificate_without_san_uri_cannot_claim_an_identity(mode: Mode, kind: 
 def test_valid_certificate_cannot_claim_another_identity(mode: Mode) -> None:
     mallory = certs.leaf("mallory", san_uri=MALLORY)
     i_cfg, r_cfg = mode_configs(mode, False, i_credentials=_creds(mallory), i_identity=None)
-    i_msg = Initiator(_claiming(i_cfg, ALICE), seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(_claiming(i_cfg, ALICE)), seeded_rng(1)).start(NOW, STREAMS)
     err = refuse_leaving_nothing(r_cfg, i_msg)
     assert err.error_no == ErrorNo.INVALID_ID
     assert ALICE in str(err) and MALLORY in str(err)
@@ -623,13 +627,13 @@ def test_signalled_initiator_must_be_the_certificates(mode: Mode) -> None:
     identity do not pass, and alice's pass only as alice."""
     mallory = certs.leaf("mallory", san_uri=MALLORY)
     i_cfg, r_cfg = mode_configs(mode, False, i_credentials=_creds(mallory), i_identity=MALLORY)
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     err = refuse_leaving_nothing(r_cfg, i_msg, expected_initiator=ALICE)
     assert err.error_no == ErrorNo.INVALID_ID
     # no IDs at all (PK: IDi only inside the KEMAC): the certificate's SAN is the identity
     i_cfg, r_cfg = mode_configs(mode, False, i_send_identities=False)
-    i_msg = Initiator(i_cfg, seeded_rng(2)).start(NOW, STREAMS)
-    reply = Responder(r_cfg, seeded_rng(3)).respond(i_msg, NOW, expected_initiator=ALICE)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(2)).start(NOW, STREAMS)
+    reply = Responder(ep(r_cfg), seeded_rng(3)).respond(i_msg, NOW, expected_initiator=ALICE)
     assert isinstance(reply, ExchangeCompleted)
     assert reply.result.registration.initiator_id == ALICE
 
@@ -640,14 +644,14 @@ def test_psk_is_looked_up_by_the_signalled_identity(mode: Mode) -> None:
     the signalling says comes from bob, and an IDi that contradicts the signalling is refused."""
     store = StaticPskStore({ALICE: PSK, BOB: b"b" * 16})
     i_cfg, r_cfg = mode_configs(mode, False, r_psk=store, i_identity=None)
-    i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     err = refuse_leaving_nothing(r_cfg, i_msg, expected_initiator=BOB)
     assert err.error_no == ErrorNo.AUTH_FAILURE
-    reply = Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW, expected_initiator=ALICE)
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(i_msg, NOW, expected_initiator=ALICE)
     assert isinstance(reply, ExchangeCompleted)
     assert reply.result.registration.initiator_id == ALICE
     i_cfg, r_cfg = mode_configs(mode, False, r_psk=store)  # IDi alice, signalling says bob
-    i_msg = Initiator(i_cfg, seeded_rng(3)).start(NOW + 1, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(3)).start(NOW + 1, STREAMS)
     err = refuse_leaving_nothing(r_cfg, i_msg, NOW + 1, expected_initiator=BOB)
     assert err.error_no == ErrorNo.INVALID_ID
 
@@ -659,13 +663,13 @@ def test_idr_naming_another_responder_is_refused_in_every_mode(mode: Mode, verif
     )
     if mode == Mode.PK:  # the PK initiator refuses to encrypt to bob's certificate for mallory
         with pytest.raises(MikeyError) as info:
-            Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+            Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
         assert info.value.error_no == ErrorNo.INVALID_ID
         # encrypting to mallory's own certificate, the message names mallory as responder
         i_cfg = replace(i_cfg, peer_certificate=certs.leaf("mallory", san_uri=MALLORY).cert)
-        i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+        i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     else:
-        i_msg = Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+        i_msg = Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     err = refuse_leaving_nothing(r_cfg, i_msg)
     assert err.error_no == ErrorNo.INVALID_ID and MALLORY in str(err)
 
@@ -680,9 +684,9 @@ def test_initiator_checks_idr_against_the_responders_certificate(mode: Mode) -> 
         i_cfg, r_cfg = mode_configs(
             mode, False, r_credentials=mallory, r_identity=None, i_send_identities=False
         )
-        init = Initiator(i_cfg, seeded_rng(1))
+        init = Initiator(ep(i_cfg), seeded_rng(1))
         i_msg = init.start(NOW, STREAMS)
-        reply = Responder(_claiming(r_cfg, claimed), seeded_rng(2)).respond(i_msg, NOW)
+        reply = Responder(ep(_claiming(r_cfg, claimed)), seeded_rng(2)).respond(i_msg, NOW)
         assert isinstance(reply, ExchangeCompleted)
         err = initiator_refuses(init, reply.answer)
         assert err.error_no == ErrorNo.INVALID_ID and needle in str(err)
@@ -693,8 +697,8 @@ def test_initiator_checks_idr_against_the_responders_certificate(mode: Mode) -> 
 def test_initiator_refuses_a_responder_certificate_without_san_uri(mode: Mode, kind: str) -> None:
     eve = _creds(certs.leaf("eve", **SANLESS[kind]))  # type: ignore[arg-type]
     i_cfg, r_cfg = mode_configs(mode, False, r_credentials=eve, r_identity=BOB)
-    init = Initiator(i_cfg, seeded_rng(1))
-    reply = Responder(r_cfg, seeded_rng(2)).respond(init.start(NOW, STREAMS), NOW)
+    init = Initiator(ep(i_cfg), seeded_rng(1))
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(init.start(NOW, STREAMS), NOW)
     assert isinstance(reply, ExchangeCompleted)
     assert initiator_refuses(init, reply.answer).error_no == ErrorNo.INVALID_CERT
 
@@ -710,7 +714,7 @@ def test_pk_initiator_refuses_a_peer_certificate_of_another_party() -> None:
     mallory = certs.leaf("mallory", san_uri=MALLORY).cert
     i_cfg, _ = mode_configs(Mode.PK, False, i_peer_certificate=mallory)
     with pytest.raises(MikeyError) as info:
-        Initiator(i_cfg, seeded_rng(1)).start(NOW, STREAMS)
+        Initiator(ep(i_cfg), seeded_rng(1)).start(NOW, STREAMS)
     assert info.value.error_no == ErrorNo.INVALID_ID and MALLORY in str(info.value)
 
 
@@ -718,21 +722,24 @@ def test_pk_initiator_refuses_a_peer_certificate_of_another_party() -> None:
 def test_rekey_by_a_sanless_certificate_claiming_the_owner_is_refused(mode: Mode) -> None:
     """The rekey hijack of a live CSB: eve's SAN-less CA-issued certificate names alice."""
     i_cfg, r_cfg = mode_configs(mode, False)
-    first = Initiator(i_cfg, seeded_rng(1))
-    reply = Responder(r_cfg, seeded_rng(2)).respond(first.start(NOW, STREAMS), NOW)
+    first = Initiator(ep(i_cfg), seeded_rng(1))
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(first.start(NOW, STREAMS), NOW)
     assert isinstance(reply, ExchangeCompleted)
+    ep(r_cfg).commit(reply.result)
     if reply.answer is not None:
         first_res = first.finish(reply.answer, NOW)
     else:
         first_res = first.finish(None, NOW)
     eve = _creds(certs.leaf("eve", san_uri=None))
     e_cfg = _claiming(replace(i_cfg, credentials=eve), ALICE)
-    rekey = Initiator(e_cfg, seeded_rng(5)).start(NOW + 5, STREAMS, rekey_of=first_res.registration)
+    rekey = Initiator(ep(e_cfg), seeded_rng(5)).start(
+        NOW + 5, STREAMS, rekey_of=first_res.registration
+    )
     err = refuse_leaving_nothing(
         r_cfg, rekey, NOW + 5, expected_csb=first_res.registration.csb_id, expected_initiator=ALICE
     )
     assert err.error_no == ErrorNo.INVALID_CERT
-    owner = r_cfg.csbs.get(first_res.registration.csb_id)
+    owner = ep(r_cfg).csbs.get(first_res.registration.csb_id)
     assert owner is not None and owner[0] == ALICE
 
 
@@ -741,11 +748,11 @@ def test_mapped_fingerprint_gives_a_sanless_certificate_its_identity(mode: Mode)
     eve = certs.leaf("eve", san_uri=None)
     table = ((certificate_fingerprint(eve.cert), ALICE),)
     i_cfg, r_cfg = mode_configs(mode, False, i_credentials=_creds(eve), r_cert_identities=table)
-    i_msg = Initiator(_claiming(i_cfg, ALICE), seeded_rng(1)).start(NOW, STREAMS)
-    reply = Responder(r_cfg, seeded_rng(2)).respond(i_msg, NOW, expected_initiator=ALICE)
+    i_msg = Initiator(ep(_claiming(i_cfg, ALICE)), seeded_rng(1)).start(NOW, STREAMS)
+    reply = Responder(ep(r_cfg), seeded_rng(2)).respond(i_msg, NOW, expected_initiator=ALICE)
     assert isinstance(reply, ExchangeCompleted)
     assert reply.result.registration.initiator_id == ALICE
-    i_msg = Initiator(_claiming(i_cfg, BOB), seeded_rng(3)).start(NOW + 1, STREAMS)
+    i_msg = Initiator(ep(_claiming(i_cfg, BOB)), seeded_rng(3)).start(NOW + 1, STREAMS)
     assert refuse_leaving_nothing(r_cfg, i_msg, NOW + 1).error_no == ErrorNo.INVALID_ID
 
 
@@ -772,13 +779,13 @@ def test_pinned_self_signed_certificates(mode: Mode) -> None:
     ]
     # the same certificate through the CA path is refused: it is not a valid end entity
     ca_only = replace(r_cfg, trust=TrustStore([certs.ca().cert]))
-    i_msg = Initiator(i_cfg, seeded_rng(9)).start(NOW + 2, STREAMS)
+    i_msg = Initiator(ep(i_cfg), seeded_rng(9)).start(NOW + 2, STREAMS)
     err = refuse_leaving_nothing(ca_only, i_msg, NOW + 2)
     assert err.error_no == ErrorNo.INVALID_CERT
     old = certs.self_signed("alice-old", ALICE, expired=True)
     stale = replace(r_cfg, trust=TrustStore([old.cert]))
     o_cfg = replace(i_cfg, credentials=_creds(old))
-    i_msg = Initiator(o_cfg, seeded_rng(10)).start(NOW + 3, STREAMS)
+    i_msg = Initiator(ep(o_cfg), seeded_rng(10)).start(NOW + 3, STREAMS)
     err = refuse_leaving_nothing(stale, i_msg, NOW + 3)
     assert err.error_no == ErrorNo.INVALID_CERT and "expired" in str(err)
 

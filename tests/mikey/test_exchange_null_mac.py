@@ -15,13 +15,15 @@ from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Respon
 from mikey.keying import Mode
 from mikey.registry import DataType, ErrorNo, MacAlg
 
-from .pair import NOW, configs, seeded_rng
+from .pair import NOW, configs, ep, seeded_rng
 
 
 def _gst_pair(verify: bool) -> tuple[Initiator, Responder]:
     i_cfg, r_cfg = configs(Mode.PSK)
     i_cfg = replace(i_cfg.gstreamer_profile(), verify=verify)
-    return Initiator(i_cfg, seeded_rng(1)), Responder(r_cfg.gstreamer_profile(), seeded_rng(2))
+    return Initiator(ep(i_cfg), seeded_rng(1)), Responder(
+        ep(r_cfg.gstreamer_profile()), seeded_rng(2)
+    )
 
 
 def test_null_mac_v_message_is_well_formed() -> None:

@@ -15,21 +15,22 @@ from typing import Any
 
 import pytest
 
-from mikey import exchange as mex
+from mikey.exchange import keys as mex_keys
+from mikey.exchange import responder as mex_responder
 from mikey.codec import KemacSubPayload, KeyData, Leniency
 from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Responder
 from mikey.keying import Mode
 from mikey.pki import StaticPskStore
 from mikey.registry import KeyDataType
 
-from .pair import NOW, configs, seeded_rng
+from .pair import NOW, configs, ep, seeded_rng
 
 
 @pytest.fixture
 def copies(monkeypatch: pytest.MonkeyPatch) -> list[bytearray]:
     made: list[bytearray] = []
     lookup = StaticPskStore.lookup
-    tgk_from = mex._tgk_from
+    tgk_from = mex_responder.tgk_from
 
     def recording_lookup(self: StaticPskStore, identity: str | None) -> bytearray | None:
         psk = lookup(self, identity)
@@ -43,8 +44,8 @@ def copies(monkeypatch: pytest.MonkeyPatch) -> list[bytearray]:
             made.append(tgk)
         return tgk
 
-    encode = mex.encode_sub_payloads
-    parse = mex.parse_sub_payloads
+    encode = mex_keys.encode_sub_payloads
+    parse = mex_keys.parse_sub_payloads
 
     def recording_encode(subs: Iterable[KemacSubPayload]) -> bytearray:
         subs = tuple(subs)
@@ -61,9 +62,10 @@ def copies(monkeypatch: pytest.MonkeyPatch) -> list[bytearray]:
         return subs, quirks
 
     monkeypatch.setattr(StaticPskStore, "lookup", recording_lookup)
-    monkeypatch.setattr(mex, "_tgk_from", recording_tgk_from)
-    monkeypatch.setattr(mex, "encode_sub_payloads", recording_encode)
-    monkeypatch.setattr(mex, "parse_sub_payloads", recording_parse)
+    # where the exchange modules look these names up
+    monkeypatch.setattr(mex_responder, "tgk_from", recording_tgk_from)
+    monkeypatch.setattr(mex_keys, "encode_sub_payloads", recording_encode)
+    monkeypatch.setattr(mex_keys, "parse_sub_payloads", recording_parse)
     return made
 
 
@@ -97,8 +99,8 @@ def test_copies_wiped_after_success(
     extra = gst if key_type == KeyDataType.TEK else {}  # key || salt: GStreamer's form, opt-in
     i_cfg, r_cfg = configs(mode, verify=verify, i_key_type=key_type, **extra)
     rng = seeded_rng(3)
-    init = Initiator(i_cfg, rng)
-    reply = Responder(r_cfg, rng).respond(init.start(NOW), NOW)
+    init = Initiator(ep(i_cfg), rng)
+    reply = Responder(ep(r_cfg), rng).respond(init.start(NOW), NOW)
     assert isinstance(reply, ExchangeCompleted)
     result = init.finish(reply.answer if init.expects_response else None, NOW)
     assert [e.master_key for e in result.data_sa] == [e.master_key for e in reply.result.data_sa]
@@ -110,8 +112,8 @@ def test_copies_wiped_after_refusal(copies: list[bytearray]) -> None:
     i_cfg, r_cfg = configs(Mode.PSK)
     rng = seeded_rng(4)
     wrong = StaticPskStore({"sip:alice@example.com": bytes(16)})
-    init = Initiator(i_cfg, rng)
-    reply = Responder(replace(r_cfg, psk=wrong), rng).respond(init.start(NOW), NOW)
+    init = Initiator(ep(i_cfg), rng)
+    reply = Responder(ep(replace(r_cfg, psk=wrong)), rng).respond(init.start(NOW), NOW)
     assert isinstance(reply, ExchangeRefused)
     init.abort()  # what a caller does with a refused offer
     assert len(copies) == 4  # both PSK copies, the initiator's plaintext and TGK

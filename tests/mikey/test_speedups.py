@@ -34,7 +34,7 @@ from mikey.registry import DhGroup, PrfFunc
 from mikey.replay import ReplayGuard
 
 from .conftest import _BUILT, require_accelerator
-from .pair import EVERY_MODE, NOW, Pair, configs
+from .pair import EVERY_MODE, NOW, Pair, configs, ep
 from .test_codec_fuzz import SEEDS, mutated
 from .vectors import messages, pk_message, psk_aes_message, rsa_r_messages
 
@@ -203,8 +203,8 @@ STREAMS = (StreamSpec(0x1234, 0, 0), StreamSpec(0x2345, 7, 0))
 def _exchange(mode: Mode, verify: bool) -> tuple[KeyingResult, KeyingResult, bytes, bytes | None]:
     i_cfg, r_cfg = configs(mode, i_verify=verify)
     pair = Pair(
-        replace(i_cfg, replay=ReplayGuard()),
-        replace(r_cfg, replay=ReplayGuard(), csbs=CsbTable()),
+        ep(i_cfg, replay=ReplayGuard()),
+        ep(r_cfg, replay=ReplayGuard(), csbs=CsbTable()),
         seed=11,
     )
     return pair.run(NOW, STREAMS)

@@ -1,64 +1,27 @@
 """The ``mikey`` command line: decode/encode (codec), derive/offer/answer/finish (exchanges).
 
 Further subcommands (``sip``, ``rtsp``) are contributed by the glue packages through the
-``mikey.cli`` entry point group, so this core package never imports them.
+``mikey.cli`` entry point group, so this shell never imports them.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from typing import TextIO
 
-from .codec import parse_message
-from .errors import MikeyError
+from mikey.codec import parse_message
+from mikey.errors import MikeyError
+
+from . import exchange
+from .common import CliError, mikey_bytes_from_text, read_input
 from .jsonform import from_json, to_json
+from .render import describe_message
 
-
-class CliError(MikeyError):
-    """Bad command-line input (exit status 2)."""
-
-
-_KEYMGMT_DATA = re.compile(r'data\s*=\s*"?([A-Za-z0-9+/=]+)"?', re.IGNORECASE)
-_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
-
-
-def read_input(arg: str | None, stdin: TextIO | None = None) -> str:
-    """The text of INPUT: the literal argument, or standard input for ``-`` / no argument."""
-    if arg is None or arg == "-":
-        return (stdin or sys.stdin).read()
-    return arg
-
-
-def mikey_bytes_from_text(text: str) -> bytes:
-    """MIKEY bytes from base64, hex, an ``a=key-mgmt:mikey`` line or a ``KeyMgmt:`` header."""
-    text = text.strip()
-    if not text:
-        raise CliError("empty input")
-    low = text.lower()
-    if low.startswith("a=key-mgmt:"):
-        parts = text.split(":", 1)[1].split()
-        if len(parts) != 2 or parts[0].lower() != "mikey":
-            raise CliError("a=key-mgmt line does not carry mikey data")
-        text = parts[1]
-    elif low.startswith(("keymgmt:", "prot=")):
-        m = _KEYMGMT_DATA.search(text)
-        if m is None:
-            raise CliError("KeyMgmt header without data")
-        text = m.group(1)
-    compact = "".join(text.split())
-    if compact.startswith("01") and _HEX.match(compact):
-        return bytes.fromhex(compact)
-    try:
-        return base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        raise CliError("input is neither base64 nor hex") from None
+__all__ = ["CliError", "build_parser", "main", "mikey_bytes_from_text", "read_input"]
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -67,7 +30,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(to_json(msg), indent=2 if args.pretty else None))
     else:
-        print(msg.describe())
+        print(describe_message(msg))
     return 0
 
 
@@ -113,9 +76,7 @@ _Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 def _extensions() -> list[_Register]:
     found: list[_Register] = []
-    from . import cli_exchange
-
-    found.append(cli_exchange.register)
+    found.append(exchange.register)
     for ep in sorted(entry_points(group="mikey.cli"), key=lambda e: e.name):
         try:
             found.append(ep.load())

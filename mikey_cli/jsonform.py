@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Any, TypeVar
 
-from .codec import (
+from mikey.codec import (
     Cert,
     Chash,
     DhPayload,
@@ -44,8 +44,8 @@ from .codec import (
     encode_sub_payloads,
     param_name,
 )
-from .errors import DecodeError
-from .registry import (
+from mikey.errors import DecodeError
+from mikey.registry import (
     CertType,
     CsIdMapType,
     DataType,

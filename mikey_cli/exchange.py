@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import CliError, mikey_bytes_from_text, read_input
-from .errors import (
+from mikey.errors import (
     AuthenticationError,
     CertificateError,
     IdentityError,
@@ -32,21 +31,25 @@ from .errors import (
     ReplayError,
     TimestampError,
 )
-from .exchange import (
+from mikey.exchange import (
     ANY_INITIATOR,
+    Endpoint,
     ExchangeCompleted,
     ExchangeConfig,
     Initiator,
     Responder,
+    Rng,
     StreamSpec,
 )
-from .identity import IdentityTable, parse_fingerprint
-from .keying import KeyingResult, Mode
-from .pki import Credentials, StaticPskStore, TrustStore, load_certificates
-from .prf import KeyConst, prf
-from .prf import label as prf_label
-from .registry import PrfFunc
-from .replay import ReplayGuard, TimestampPolicy
+from mikey.identity import IdentityTable, parse_fingerprint
+from mikey.keying import KeyingResult, Mode
+from mikey.pki import Credentials, StaticPskStore, TrustStore, load_certificates
+from mikey.prf import KeyConst, prf
+from mikey.prf import label as prf_label
+from mikey.registry import PrfFunc
+from mikey.replay import ReplayGuard, TimestampPolicy
+
+from .common import CliError, mikey_bytes_from_text, read_input
 
 _STATE_VERSION = 1
 _SEED_LENGTH = 32
@@ -136,7 +139,6 @@ def _config(opts: dict[str, Any]) -> ExchangeConfig:
         "identity": opts.get("identity"),
         "peer_identity": opts.get("peer_identity"),
         "verify": bool(opts.get("verify")),
-        "replay": ReplayGuard(TimestampPolicy(skew=float(opts.get("skew") or 300.0))),
     }
     if opts.get("psk"):
         kw["psk"] = StaticPskStore({}, default=_psk(opts["psk"]))
@@ -164,6 +166,12 @@ def _config(opts: dict[str, Any]) -> ExchangeConfig:
         return ExchangeConfig(**kw)
     except MikeyError as exc:
         raise CliError(str(exc)) from None
+
+
+def _endpoint(opts: dict[str, Any], rng: Rng) -> Endpoint:
+    """The party the options describe: its configuration and a replay window of ``--skew``."""
+    replay = ReplayGuard(TimestampPolicy(skew=float(opts.get("skew") or 300.0)))
+    return Endpoint(_config(opts), rng, replay=replay)
 
 
 def _cert_identities(values: list[str]) -> IdentityTable:
@@ -268,10 +276,9 @@ def _write_state(path: str, state: dict[str, Any]) -> None:
 
 def _cmd_offer(args: argparse.Namespace) -> int:
     opts = _opts(args)
-    cfg = _config(opts)
     seed = os.urandom(_SEED_LENGTH)
     now = _now(args)
-    i_msg = Initiator(cfg, SeededRng(seed)).start(now, _streams(args.ssrc))
+    i_msg = Initiator(_endpoint(opts, SeededRng(seed))).start(now, _streams(args.ssrc))
     if args.state:
         _write_state(
             args.state, {"version": _STATE_VERSION, "opts": opts, "seed": seed.hex(), "now": now}
@@ -288,7 +295,7 @@ def _cmd_finish(args: argparse.Namespace) -> int:
         opts, seed, then = state["opts"], bytes.fromhex(state["seed"]), float(state["now"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CliError("state file is malformed") from None
-    initiator = Initiator(_config(opts), SeededRng(seed))
+    initiator = Initiator(_endpoint(opts, SeededRng(seed)))
     initiator.start(then, _streams(opts.get("ssrc")))
     text = read_input(args.input)
     data = mikey_bytes_from_text(text) if text.strip() else None
@@ -303,12 +310,13 @@ def _cmd_finish(args: argparse.Namespace) -> int:
 
 
 def _cmd_answer(args: argparse.Namespace) -> int:
-    cfg = _config(_opts(args))
     data = mikey_bytes_from_text(read_input(args.input))
     local = [s.ssrc for s in _streams(args.ssrc)] if args.ssrc else []
     # As responder, --peer-identity names the initiator the message must come from.
     expected = args.peer_identity if args.peer_identity else ANY_INITIATOR
-    reply = Responder(cfg).respond(data, _now(args), local_ssrcs=local, expected_initiator=expected)
+    reply = Responder(_endpoint(_opts(args), os.urandom)).respond(
+        data, _now(args), local_ssrcs=local, expected_initiator=expected
+    )
     if not isinstance(reply, ExchangeCompleted):
         return _refused(reply.error, reply.answer)
     answer = None if reply.answer is None else base64.b64encode(reply.answer).decode("ascii")
@@ -358,6 +366,12 @@ def add_credential_options(p: argparse.ArgumentParser, *, verify_flag: bool = Fa
 def config_from_args(args: argparse.Namespace) -> ExchangeConfig:
     """The :class:`ExchangeConfig` the flags of :func:`add_credential_options` describe."""
     return _config(vars(args))
+
+
+def endpoint_from_args(args: argparse.Namespace, rng: Rng = os.urandom) -> Endpoint:
+    """The :class:`Endpoint` (configuration, the OS's randomness by default, and a replay window
+    of ``--skew`` seconds where the command has that flag) the flags describe."""
+    return _endpoint(vars(args), rng)
 
 
 def _exchange_options(p: argparse.ArgumentParser) -> None:
