@@ -102,7 +102,8 @@ def _ours(i_cfg: ExchangeConfig, r_cfg: ExchangeConfig, n: int, *, pure: bool = 
         if not isinstance(reply, ExchangeCompleted):
             raise RuntimeError(f"{i_cfg.mode.value} exchange refused: {reply.error}")
         responder.commit(reply.result)  # as the glue does once the session is up
-        init.finish(reply.answer, now)
+        if not isinstance(init.finish(reply.answer, now), ExchangeCompleted):
+            raise RuntimeError(f"{i_cfg.mode.value} answer refused")
     return (time.perf_counter() - start) / n
 
 

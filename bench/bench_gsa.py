@@ -24,7 +24,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from mikey.exchange import ExchangeConfig, Initiator, StreamSpec
+from mikey.exchange import Endpoint, ExchangeCompleted, ExchangeConfig, Initiator, StreamSpec
 from mikey.keying import KeyingResult
 from mikey.pki import StaticPskStore
 from srtp.gsa import GsaRegistry
@@ -37,13 +37,15 @@ _PAGE = os.sysconf("SC_PAGESIZE")
 
 def _results(count: int) -> list[KeyingResult]:
     """Keys for ``count`` sessions from real (PSK, no V) exchanges."""
-    cfg = ExchangeConfig(psk=StaticPskStore({}, default=bytes(range(16))))
+    party = Endpoint(ExchangeConfig(psk=StaticPskStore({}, default=bytes(range(16)))), os.urandom)
     out = []
     now = time.time()
     for i in range(count):
-        initiator = Initiator(cfg)
+        initiator = Initiator(party)
         initiator.start(now, [StreamSpec(0x1000 + i, 0, 0)])
-        out.append(initiator.finish(None, now))
+        outcome = initiator.finish(None, now)
+        assert isinstance(outcome, ExchangeCompleted)
+        out.append(outcome.result)
     return out
 
 

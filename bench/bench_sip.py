@@ -16,10 +16,18 @@ Throughput: one UAS answering a UAC; calls run ``CONCURRENCY`` at a time, each I
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 
-from mikey.exchange import ExchangeCompleted, ExchangeConfig, Initiator, Responder, StreamSpec
+from mikey.exchange import (
+    Endpoint,
+    ExchangeCompleted,
+    ExchangeConfig,
+    Initiator,
+    Responder,
+    StreamSpec,
+)
 from mikey.keying import Mode
 from sipglue.keying import LocalMedia, MikeyCallKeying
 from sipglue.sdp import SessionDescription, build_audio_answer, build_audio_offer
@@ -95,13 +103,17 @@ def _floor_ms(i_cfg: ExchangeConfig, r_cfg: ExchangeConfig, n: int) -> float:
     """Wall time of the keying alone: sans-IO exchange (start, respond, finish) and both GSAs."""
     times: list[float] = []
     registry = GsaRegistry()
+    initiator, responder = Endpoint(i_cfg, os.urandom), Endpoint(r_cfg, os.urandom)
     for k in range(n):
         t0 = time.perf_counter()
-        init = Initiator(i_cfg)
+        init = Initiator(initiator)
         msg = init.start(time.time(), (StreamSpec(0x1111), StreamSpec(0)))
-        reply = Responder(r_cfg).respond(msg, time.time(), local_ssrcs=[0x2222])
+        reply = Responder(responder).respond(msg, time.time(), local_ssrcs=[0x2222])
         assert isinstance(reply, ExchangeCompleted)
-        res = init.finish(reply.answer if init.expects_response else None, time.time())
+        responder.commit(reply.result)
+        done = init.finish(reply.answer if init.expects_response else None, time.time())
+        assert isinstance(done, ExchangeCompleted)
+        res = done.result
         registry.establish(f"i{k}", res, 0.0, outbound_ssrcs={0x1111})
         registry.establish(f"r{k}", reply.result, 0.0, outbound_ssrcs={0x2222})
         times.append((time.perf_counter() - t0) * 1000)

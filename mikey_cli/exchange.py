@@ -299,13 +299,10 @@ def _cmd_finish(args: argparse.Namespace) -> int:
     initiator.start(then, _streams(opts.get("ssrc")))
     text = read_input(args.input)
     data = mikey_bytes_from_text(text) if text.strip() else None
-    try:
-        result = initiator.finish(data, _now(args))
-    except CliError:
-        raise
-    except MikeyError as exc:
-        return _refused(exc, None)
-    print(json.dumps({"data_sa": _data_sa(result, args.show_keys)}))
+    outcome = initiator.finish(data, _now(args))
+    if not isinstance(outcome, ExchangeCompleted):
+        return _refused(outcome.error, None)
+    print(json.dumps({"data_sa": _data_sa(outcome.result, args.show_keys)}))
     return 0
 
 

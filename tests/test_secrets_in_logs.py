@@ -22,17 +22,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
-from mikey_cli import refusal_reason
 
 from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Responder, StreamSpec
 from mikey.keying import KeyingResult, Mode
 from mikey.pki import StaticPskStore
+from mikey_cli import refusal_reason
 from rtspglue.client import RtspClient
 from rtspglue.keying import MikeyClientKeying, MikeyServerKeying
 from rtspglue.media import ToneSource
 from rtspglue.server import RtspServer
 from srtp.gsa import GsaRegistry, TeardownReason
-from tests.mikey.pair import NOW, PSK, configs, ep
+from tests.mikey.pair import NOW, PSK, configs, ep, keys
 
 MODES = list(Mode)
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
@@ -146,7 +146,7 @@ def _exchange(mode: Mode, captured: Capture, **kw: object) -> tuple[list[str], s
     reply = responder.respond(i_msg, NOW + 0.5, local_ssrcs=[0x5678])
     assert isinstance(reply, ExchangeCompleted), reply
     wire = [i_msg] + ([reply.answer] if reply.answer is not None else [])
-    i_res = initiator.finish(reply.answer if initiator.expects_response else None, NOW + 1)
+    i_res = keys(initiator.finish(reply.answer if initiator.expects_response else None, NOW + 1))
     secrets = {PSK, *_keys_of(i_res), *_keys_of(reply.result)}
     secrets |= i_rng.secrets(wire) | r_rng.secrets(wire)
     texts = [

@@ -62,7 +62,7 @@ from .auth import (
     verify_mac_field,
     verify_signed,
 )
-from .config import ExchangeConfig, Rng, StreamSpec
+from .config import ExchangeCompleted, ExchangeConfig, ExchangeRefused, Rng, StreamSpec
 from .endpoint import Endpoint
 from .keys import (
     derive_data_sa,
@@ -314,11 +314,14 @@ class Initiator(Machine):
 
     # -- processing the answer --------------------------------------------------------------
 
-    def finish(self, data: bytes | None, now: float) -> KeyingResult:
-        """Process the R_MESSAGE (or ``None`` when no response is expected) and return keys.
+    def finish(self, data: bytes | None, now: float) -> ExchangeCompleted | ExchangeRefused:
+        """Process the R_MESSAGE (or ``None`` when no response is expected): the keys, or the
+        refusal — the same outcomes :meth:`Responder.respond` returns (``answer`` is always
+        None here: an initiator sends nothing back).
 
-        Raises :class:`PeerError` for a MIKEY error message, another :class:`MikeyError` for
-        anything unacceptable; in both cases no keys survive.
+        A MIKEY error message from the peer is refused with a :class:`PeerError` (its ERR
+        numbers, and whether V authenticated it); anything unacceptable with the
+        :class:`MikeyError` that says why. A refused exchange keeps no keys.
         """
         nxt = self._advance(Input.FINISH)
         try:
@@ -330,17 +333,16 @@ class Initiator(Machine):
                 if not self.expects_response:
                     raise ProtocolError("no response was expected in this mode")
                 result = self._process(bytes(data), now)
+        except MikeyError as exc:
+            self.abort()
+            return ExchangeRefused(None, exc)
         except BaseException:
-            self.state = State.FAILED
-            if self.result is not None:
-                self.result.wipe()
-                self.result = None
-            self._cleanup()
+            self.abort()
             raise
         self.state = nxt
         self.result = result
         self._cleanup()
-        return result
+        return ExchangeCompleted(None, result)
 
     def abort(self) -> None:
         """Give up: wipe everything this initiator holds."""

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from mikey.errors import MikeyError
 from mikey.exchange import (
     CsbTable,
     Endpoint,
@@ -41,6 +42,29 @@ BOB = "sip:bob@example.com"
 def seeded_rng(seed: int) -> Callable[[int], bytes]:
     """Deterministic randomness for reproducible exchanges."""
     return random.Random(seed).randbytes
+
+
+def keys(outcome: ExchangeCompleted | ExchangeRefused) -> KeyingResult:
+    """The keys of an exchange that must have completed (the refusal fails the test)."""
+    assert isinstance(outcome, ExchangeCompleted), f"refused: {outcome}"
+    return outcome.result
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused exchange's error, as ``pytest.raises`` hands one over (``.value``)."""
+
+    value: MikeyError
+
+
+def refused(
+    kind: type[MikeyError] | tuple[type[MikeyError], ...],
+    outcome: ExchangeCompleted | ExchangeRefused,
+) -> Refusal:
+    """The refusal of an exchange that must have been refused with a ``kind`` error."""
+    assert isinstance(outcome, ExchangeRefused), "accepted"
+    assert isinstance(outcome.error, kind), outcome.error
+    return Refusal(outcome.error)
 
 
 _ENDPOINTS: dict[int, tuple[ExchangeConfig, Endpoint]] = {}
@@ -128,7 +152,9 @@ class Pair:
             raise reply.error
         assert isinstance(reply, ExchangeCompleted)
         ep(self.resp_cfg).commit(reply.result)  # the session is up: its CSB is recorded
-        i_res = self.initiator.finish(
-            reply.answer if self.initiator.expects_response else None, now + 1
+        i_res = keys(
+            self.initiator.finish(
+                reply.answer if self.initiator.expects_response else None, now + 1
+            )
         )
         return i_res, reply.result, i_msg, reply.answer

@@ -13,10 +13,10 @@ import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from mikey_cli import main, mikey_bytes_from_text
-from mikey_cli.jsonform import from_json, to_json
 
 from mikey import parse_message
+from mikey_cli import main, mikey_bytes_from_text
+from mikey_cli.jsonform import from_json, to_json
 
 from . import vectors
 

@@ -58,7 +58,7 @@ from mikey.registry import (
 from mikey.replay import unix_from_ntp
 
 from . import vectors
-from .pair import ALICE, NOW, PSK, configs, ep, seeded_rng
+from .pair import ALICE, NOW, PSK, configs, ep, keys, refused, seeded_rng
 
 ALL_POLICIES = (
     AES_CM_128_HMAC_SHA1_80,
@@ -110,7 +110,7 @@ def run_exchange(
     ep(resp_cfg).commit(reply.result)  # the session is up: its CSB is recorded
     answer = reply.answer
     assert (answer is not None) == initiator.expects_response
-    i_res = initiator.finish(answer, now + 1)
+    i_res = keys(initiator.finish(answer, now + 1))
     assert initiator.state is State.DONE
     return i_res, reply.result, i_msg, answer
 
@@ -428,7 +428,7 @@ def test_rekey_same_csb(mode: Mode) -> None:
     assert parse_message(i_msg).csb_id == first_i.registration.csb_id
     reply = Responder(ep(r_cfg), seeded_rng(78)).respond(i_msg, NOW + 10.5)
     assert isinstance(reply, ExchangeCompleted), reply
-    second_i = initiator.finish(reply.answer, NOW + 11)
+    second_i = keys(initiator.finish(reply.answer, NOW + 11))
     assert second_i.rekey and reply.result.rekey
     assert [sa_view(e) for e in second_i.data_sa] == [sa_view(e) for e in reply.result.data_sa]
     assert bytes(second_i.data_sa[0].master_key) != bytes(first_i.data_sa[0].master_key)
@@ -504,7 +504,7 @@ def _initiator_in(state: State, cfg: ExchangeConfig) -> tuple[Initiator, bytes |
     if state is State.AWAITING:
         return init, reply.answer
     if state is State.DONE:
-        init.finish(reply.answer, NOW)
+        keys(init.finish(reply.answer, NOW))
         return init, reply.answer
     init.abort()
     return init, reply.answer
@@ -563,6 +563,5 @@ def test_finish_failure_wipes_psk_result() -> None:
     init.start(NOW, (StreamSpec(1, 0, 0),))
     held = init.result
     assert held is not None and not held.data_sa[0].wiped
-    with pytest.raises(ProtocolError):  # a response where none is expected
-        init.finish(b"\x01\x01", NOW)
+    refused(ProtocolError, init.finish(b"\x01\x01", NOW))  # a response where none is expected
     assert init.state is State.FAILED and init.result is None and held.data_sa[0].wiped

@@ -15,7 +15,7 @@ from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Respon
 from mikey.keying import Mode
 from mikey.registry import DataType, ErrorNo, MacAlg
 
-from .pair import NOW, configs, ep, seeded_rng
+from .pair import NOW, configs, ep, keys, seeded_rng
 
 
 def _gst_pair(verify: bool) -> tuple[Initiator, Responder]:
@@ -34,7 +34,7 @@ def test_null_mac_v_message_is_well_formed() -> None:
     assert answer.data_type == DataType.PSK_RESP
     v = answer.find(Verification)
     assert v is not None and v.auth_alg == MacAlg.NULL and v.data == b""
-    assert ini.finish(reply.answer, NOW).data_sa
+    assert keys(ini.finish(reply.answer, NOW)).data_sa
 
 
 def test_null_mac_error_message_is_well_formed() -> None:

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from mikey.exchange import keys as mex_keys
-from mikey.exchange import responder as mex_responder
 from mikey.codec import KemacSubPayload, KeyData, Leniency
 from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Responder
+from mikey.exchange import keys as mex_keys
+from mikey.exchange import responder as mex_responder
 from mikey.keying import Mode
 from mikey.pki import StaticPskStore
 from mikey.registry import KeyDataType
 
-from .pair import NOW, configs, ep, seeded_rng
+from .pair import NOW, configs, ep, keys, seeded_rng
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_copies_wiped_after_success(
     init = Initiator(ep(i_cfg), rng)
     reply = Responder(ep(r_cfg), rng).respond(init.start(NOW), NOW)
     assert isinstance(reply, ExchangeCompleted)
-    result = init.finish(reply.answer if init.expects_response else None, NOW)
+    result = keys(init.finish(reply.answer if init.expects_response else None, NOW))
     assert [e.master_key for e in result.data_sa] == [e.master_key for e in reply.result.data_sa]
     assert copies, "the exchange made no copy to check"
     assert all(not any(c) and len(c) for c in copies)
