@@ -100,9 +100,9 @@ class Initiator(Machine):
     _table = INITIATOR_TABLE
 
     def __init__(self, endpoint: Endpoint, rng: Rng | None = None) -> None:
-        super().__init__()
         if not isinstance(endpoint, Endpoint):
             raise TypeError("Initiator needs an Endpoint (it owns the replay cache)")
+        self.state = State.IDLE
         self.endpoint = endpoint
         self.config: ExchangeConfig = endpoint.config
         self.rng: Rng = rng if rng is not None else endpoint.rng

@@ -31,6 +31,7 @@ from cryptography import x509
 
 from .. import crypto, dh
 from .._accel import wipe
+from .._frozen import fast_init
 from ..codec import (
     Chash,
     DhPayload,
@@ -115,7 +116,8 @@ __all__ = ["Responder"]
 _PRF_FUNCS: dict[int, PrfFunc] = {int(f): f for f in PrfFunc}
 
 
-@dataclass(slots=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class _Authenticated:
     """What authentication established: who, with which certificate, and the keys it opened."""
 
@@ -156,9 +158,9 @@ class Responder(Machine):
     _table = RESPONDER_TABLE
 
     def __init__(self, endpoint: Endpoint, rng: Rng | None = None) -> None:
-        super().__init__()
         if not isinstance(endpoint, Endpoint):
             raise TypeError("Responder needs an Endpoint (it owns the replay cache and CSBs)")
+        self.state = State.IDLE
         self.endpoint = endpoint
         self.config = endpoint.config
         self.rng: Rng = rng if rng is not None else endpoint.rng
