@@ -33,7 +33,7 @@ from tests.sipglue.test_cli import Listener, free_port
 pytestmark = pytest.mark.interop
 
 SCENARIOS = Path(__file__).parent / "sipp"
-MIKEY = [sys.executable, "-m", "mikey.cli"]
+MIKEY = [sys.executable, "-m", "mikey_cli"]
 PSK = "000102030405060708090a0b0c0d0e0f"
 
 

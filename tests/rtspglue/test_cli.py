@@ -20,7 +20,7 @@ from rtspglue.media import dominant_frequency, read_wav
 from tests.mikey import certs
 
 PSK = "000102030405060708090a0b0c0d0e0f"
-MIKEY = [sys.executable, "-m", "mikey.cli"]
+MIKEY = [sys.executable, "-m", "mikey_cli"]
 
 
 @contextmanager

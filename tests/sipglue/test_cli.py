@@ -20,7 +20,7 @@ import pytest
 from tests.interop.peers import require_peer
 from tests.mikey import certs
 
-MIKEY = [sys.executable, "-m", "mikey.cli"]
+MIKEY = [sys.executable, "-m", "mikey_cli"]
 PSK = "000102030405060708090a0b0c0d0e0f"
 ALICE = "sip:alice@example.com"
 BOB = "sip:bob@example.com"
