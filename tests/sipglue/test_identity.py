@@ -269,11 +269,13 @@ class Impostor:
         self.registry.teardown(call.id or "", GsaReason.BYE, time.time())
 
 
-async def impostor_ua(mode: Mode, *, send_identities: bool = True) -> tuple[UserAgent, Impostor]:
+async def impostor_ua(
+    mode: Mode, *, send_identities: bool = True, trust_store: TrustStore | None = None
+) -> tuple[UserAgent, Impostor]:
     config = ExchangeConfig(
         mode=mode,
         credentials=creds("mallory", MALLORY),
-        trust=trust(),
+        trust=trust_store or trust(),
         send_identities=send_identities,
     )
     assert config.identity == MALLORY  # a signed-mode party is its certificate's SAN URI
