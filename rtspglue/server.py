@@ -511,7 +511,8 @@ class RtspServer:
             session_id = self._random(SESSION_ID_BYTES).hex()
             if session_id not in self._sessions:
                 return session_id
-        raise RtspError("the random number generator keeps repeating session ids")
+        log.error("the random number generator keeps repeating session ids")
+        raise _Reply(StatusCode.INTERNAL_SERVER_ERROR)
 
     def _lookup(self, request: RtspRequest) -> SessionContext:
         """The session the ``Session`` header names (RFC 2326 §12.37); 454 when unknown."""
