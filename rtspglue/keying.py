@@ -19,6 +19,7 @@ the server's keys in force and is kept in a second GSA for the peer's streams.
 Server session states (``SessionContext.keying_state``)::
 
     (DESCRIBE) pending initiator --SETUP ok--> KEYED --SET_PARAMETER / GET_PARAMETER--> KEYED
+               (DESCRIBE again, same connection and path: the same pending message)
                                  --SETUP bad--> 463, nothing kept
     KEYED --TEARDOWN / timeout / connection loss / shutdown--> GSA torn down (one call)
 
@@ -276,8 +277,8 @@ class MikeyServerKeying:
             and now - old.created < self.describe_reuse_ttl
         ):
             # The same connection asks again: the message it already has, not a new signature.
+            # (It keeps its place: the table stays in creation order for _expire_pending.)
             self.describe_stats.reused += 1
-            self._pending.move_to_end(key)
             return format_key_mgmt_attribute("mikey", old.message)
         if self.describe_limiter is not None:
             wait, first = self.describe_limiter.take(connection.peer[0], now)
