@@ -197,9 +197,13 @@ class CallRekeyed:
 
 @dataclass(frozen=True, slots=True)
 class CallKeyingFailed:
+    """A call's keys were refused: ``warning`` is what the peer was told (fixed phrases),
+    ``detail`` the local cause in one sentence (the MIKEY error's text; never sent)."""
+
     call_id: str
     status: int
     warning: str
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,7 +528,7 @@ class MikeyCallKeying:
             self._finish(call, answer, index, pending)
         except (MikeyError, SrtpError, SdpError) as exc:
             pending.initiator.abort()
-            self._events.append(CallKeyingFailed(call.call_id, 0, f"MIKEY: {exc}"))
+            self._events.append(CallKeyingFailed(call.call_id, 0, f"MIKEY: {exc}", _sentence(exc)))
             raise KeyingError(f"answer refused: {exc}", detail=_sentence(exc)) from exc
         except BaseException:
             pending.initiator.abort()
@@ -620,7 +624,9 @@ class MikeyCallKeying:
             if reply.error.error_no == ErrorNo.INVALID_ID:
                 # fixed phrases only: the exception's text may quote what the peer sent
                 warning = REKEY_IDENTITY_WARNING if existing is not None else IDENTITY_WARNING
-            raise self._refuse(call, status_for(reply.error), warning, body)
+            raise self._refuse(
+                call, status_for(reply.error), warning, body, detail=_sentence(reply.error)
+            )
         result = reply.result
         try:
             answer = self._answer(
@@ -697,9 +703,17 @@ class MikeyCallKeying:
             key_mgmt=KeyMgmtAttr(KMPID, response) if response is not None else None,
         )
 
-    def _refuse(self, call: Call, status: int, warning: str, body: bytes | None = None) -> Rejected:
+    def _refuse(
+        self,
+        call: Call,
+        status: int,
+        warning: str,
+        body: bytes | None = None,
+        *,
+        detail: str | None = None,
+    ) -> Rejected:
         self.refused += 1
-        self._events.append(CallKeyingFailed(call.call_id, status, warning))
+        self._events.append(CallKeyingFailed(call.call_id, status, warning, detail))
         return Rejected(status, warning, body)
 
     # -- teardown ----------------------------------------------------------------------------

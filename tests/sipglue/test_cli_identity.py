@@ -109,6 +109,7 @@ def test_callee_named_otherwise_needs_peer_identity(
     lrc, events = lst.finish(terminate=False)
     (refused,) = [e for e in events if e["event"] == "refused"]
     assert refused["status"] == 488 and refused["warning"] == IDENTITY_WARNING
+    assert isinstance(refused["detail"], str) and BOB_HERE in refused["detail"]  # local only
     (stopped,) = [e for e in events if e["event"] == "stopped"]
     assert lrc == 0 and stopped["live_gsas"] == 0 and stopped["refused"] == 1
 
@@ -154,3 +155,15 @@ def test_identity_must_be_a_sip_uri_and_the_certificates(pems: dict[str, tuple[s
         "--identity", "sip:carol@example.com",
     )  # fmt: skip
     assert rc == 2 and "SAN" in err and "Traceback" not in err
+
+
+def test_pk_offer_to_a_certificate_naming_another_callee(pems: dict[str, tuple[str, str]]) -> None:
+    """PK encrypts to --peer-cert: it must be the callee's (the target's AOR), or no offer is made
+    and the summary's detail says which identities disagreed."""
+    rc, summary, err = call(
+        "sip:bob@127.0.0.1:9", *side(pems, "alice", "bob-elsewhere", "pk"), "--timeout", "5"
+    )
+    assert rc == 1 and summary["keyed"] is False and "Traceback" not in err
+    detail = summary["detail"]
+    assert isinstance(detail, str) and BOB_ELSEWHERE in detail and BOB_HERE in detail
+    assert summary["live_gsas"] == 0
