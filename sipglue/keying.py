@@ -49,6 +49,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -255,6 +256,15 @@ def _aor(uri: str | SipUri) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _identity_uri(identity: str) -> SipUri | None:
+    """An identity as a SIP URI (None for an NAI, ``tel:`` ...); cached: asked per request."""
+    try:
+        return SipUri.parse(identity)
+    except SipParseError:
+        return None
+
+
 def _sentence(exc: BaseException) -> str:
     """A MIKEY/SRTP/SDP error as the one-sentence local detail (core messages hold no secrets)."""
     text = str(exc) or type(exc).__name__
@@ -379,12 +389,7 @@ class MikeyCallKeying:
     def local_aor(self) -> SipUri | None:
         """Our MIKEY identity as the UA's From AOR, when it is a sip:/sips: URI (else None)."""
         identity = self.config.identity
-        if identity is None:
-            return None
-        try:
-            return SipUri.parse(identity)
-        except SipParseError:
-            return None
+        return None if identity is None else _identity_uri(identity)
 
     def _initiator(self, peer: str | None) -> Initiator:
         """An initiator expecting ``peer`` as the responder, unless the config names one."""
