@@ -131,7 +131,8 @@ REKEY_IDENTITY_WARNING = "MIKEY: INVALID_ID: identity is not the one that keyed 
 
 
 class KeyingError(SipError):
-    """The UAC could not build an offer or accept an answer's keys (the UA then ACKs and BYEs).
+    """The UAC could not build an offer, or could not accept an answer's keys (the UA then
+    ACKs and BYEs the call).
 
     ``detail`` is one sentence naming the cause (e.g. which identity did not match which), for
     the local user: it never goes to the peer.
