@@ -706,14 +706,30 @@ class MikeyClientKeying:
         self.registration = result.registration
 
     def unprotector(self, ssrc: int | None) -> Callable[[bytes], bytes]:
-        """SRTP-unprotect each received packet with the inbound stream."""
+        """SRTP-unprotect each received packet with the inbound stream.
+
+        Keys we sent before the server named its SSRC key a wildcard stream (SSRC 0); a server
+        re-key (GET_PARAMETER ``mikey``) names the SSRC, so the registry gives it a stream of
+        its own. Until that stream has verified a packet, packets still go to the old one (the
+        server switches keys ``switch_delay`` later); from then on only the new one is used.
+        """
         stats = self.stats
         gsa = self.registry.get(self.key)
-        stream = gsa.inbound_stream(ssrc or 0)
+        current = [gsa.inbound_stream(ssrc or 0)]
 
         def unprotect(packet: bytes) -> bytes:
+            active = current[0]
+            newer = gsa.inbound.get(ssrc) if ssrc else None
             try:
-                out = stream.unprotect(packet)
+                if newer is not None and newer is not active:
+                    try:
+                        out = newer.unprotect(packet)
+                    except SrtpError:
+                        out = active.unprotect(packet)  # still the old key
+                    else:
+                        current[0] = newer
+                else:
+                    out = active.unprotect(packet)
             except SrtpError:
                 stats.rejected += 1
                 raise

@@ -14,6 +14,7 @@ the server's MIKEY configuration and the RTSP status codes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
@@ -117,6 +118,7 @@ async def test_client_refuses_a_server_rekey_by_a_third_identity(
             # The server that keyed the session still may (PSK and PK re-key without answer).
             keying.accept_server_message(await client.get_mikey())
             assert keying.stats.rekeys == 1
+            await asyncio.sleep(3 * skeying.switch_delay)  # the server now uses the new key
             await decrypts_on(client, keying)
             await client.teardown()
     skeying.close()
