@@ -6,6 +6,10 @@ GSA down and prints the GSA audit; it prints ``READY <url>`` once listening. ``p
 SETUPs (answering the server's keys, or ``--client-keys``), PLAYs for ``--duration`` seconds,
 TEARDOWNs and prints a summary; it exits 0 only when media was decrypted and the GSA was torn
 down with nothing left alive. Credentials use the flags of ``mikey offer/answer``.
+
+``serve --require-identity PATH=URI`` (repeatable) admits to presentation PATH only clients that
+authenticate as one of the URIs given for it (463 otherwise); ``--describe-rate`` and
+``--describe-burst`` bound the signed / DH DESCRIBE messages built per source address.
 """
 
 from __future__ import annotations
@@ -75,14 +79,32 @@ def _source_factory(source: str, freq: float) -> Callable[[], AudioSource]:
     return lambda: WavSource(path)
 
 
+def _required_identities(values: list[str] | None) -> dict[str, frozenset[str]]:
+    """``--require-identity PATH=URI`` values as path -> allowed identities."""
+    out: dict[str, set[str]] = {}
+    for value in values or ():
+        path, eq, uri = value.partition("=")
+        path, uri = path.strip(), uri.strip()
+        if not eq or not path or not uri:
+            raise CliError("--require-identity must be PATH=URI")
+        out.setdefault("/" + path.strip("/"), set()).add(uri)
+    return {p: frozenset(u) for p, u in out.items()}
+
+
 async def _serve(args: argparse.Namespace) -> int:
     host, port = _bind(args.bind)
+    required = _required_identities(args.require_identity)
+    if args.describe_rate < 0 or args.describe_burst < 1:
+        raise CliError("--describe-rate must be >= 0 and --describe-burst >= 1")
     registry = GsaRegistry()
     keying = MikeyServerKeying(
         exchange_config(args),
         registry=registry,
         allow_null_kemac=args.allow_null_kemac,
         server_keys=not args.no_server_keys,
+        required_identities=required,
+        describe_rate=args.describe_rate or None,
+        describe_burst=args.describe_burst,
     )
     factory = _source_factory(args.source, args.freq)
     config = ServerConfig(host=host, port=port, session_timeout=args.session_timeout)
@@ -110,7 +132,10 @@ async def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     report = registry.audit()
-    print(json.dumps({"audit": _audit_json(report), "refused": keying.refused}), flush=True)
+    summary: dict[str, object] = {"audit": _audit_json(report), "refused": keying.refused}
+    if keying.describe_stats.limited:
+        summary["describe_limited"] = keying.describe_stats.limited
+    print(json.dumps(summary), flush=True)
     return 0 if report.clean else 1
 
 
@@ -202,6 +227,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--session-timeout", type=float, default=60.0, help="idle timeout (s)")
     p.add_argument(
         "--no-server-keys", action="store_true", help="offer no keys in DESCRIBE (client keys)"
+    )
+    p.add_argument(
+        "--require-identity",
+        action="append",
+        metavar="PATH=URI",
+        help="only clients authenticated as URI may key PATH (repeatable)",
+    )
+    p.add_argument(
+        "--describe-rate",
+        type=float,
+        default=5.0,
+        help="new signed/DH DESCRIBE messages per second per source (0: unbounded)",
+    )
+    p.add_argument(
+        "--describe-burst", type=int, default=20, help="burst of the --describe-rate bound"
     )
     _keying_options(p)
     p.set_defaults(func=_run(_serve))

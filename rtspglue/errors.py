@@ -27,6 +27,15 @@ class KeyMgmtFailure(RtspError):
     """Raised by a keying hook to refuse a key exchange; the server answers 463 (RFC 4567 §3.2)."""
 
 
+class RateLimited(RtspError):
+    """Raised by a keying hook that will not build a costly message now; the server answers
+    ``503 Service Unavailable`` with ``Retry-After: retry_after`` (RFC 2326 §7.1.1, §12.31)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limited; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 class MediaError(RtspError):
     """Malformed RTP packet, unsupported audio file or invalid media parameter."""
 

@@ -19,8 +19,25 @@ the server's keys in force and is kept in a second GSA for the peer's streams.
 Server session states (``SessionContext.keying_state``)::
 
     (DESCRIBE) pending initiator --SETUP ok--> KEYED --SET_PARAMETER / GET_PARAMETER--> KEYED
+               (DESCRIBE again, same connection and path: the same pending message)
                                  --SETUP bad--> 463, nothing kept
     KEYED --TEARDOWN / timeout / connection loss / shutdown--> GSA torn down (one call)
+
+Identities: every re-key of a session must authenticate as the identity that keyed it, in both
+directions (the server passes the session's owner to ``Responder.respond``, the client the server
+identity of its Registration SA). ``required_identities`` restricts a presentation (path) to
+clients that authenticate as one of the listed identities (RFC 3261 §19.1.4 comparison): a
+client-keyed SETUP whose I_MESSAGE authenticates another (or no) initiator, or a server-keyed
+SETUP whose answer does not carry an allowed responder identity bound to a certificate (DH and
+RSA-R do; PSK, PK and DHHMAC answers, or no answer, do not), is refused with 463 and nothing is
+kept. The NULL-KEMAC profile authenticates nobody.
+
+Pre-authentication cost: building a DESCRIBE I_MESSAGE costs a signature (PK, RSA-R), a DH
+exponentiation (DHHMAC) or both (DH) before the client has proved anything. A repeated DESCRIBE
+on the same connection and path gets the pending message again (``describe_reuse_ttl``), and a
+token bucket per source address (``describe_rate`` per second, ``describe_burst``) bounds how
+many new ones are built for these modes; past it DESCRIBE raises :class:`RateLimited` (503 with
+Retry-After), ``describe_stats.limited`` counts it and one INFO line per episode names the source.
 
 Invariants: a refused exchange leaves no GSA and no key buffer (initiators are aborted, results
 wiped); pending DESCRIBE initiators are bounded in number and age; every end of a session reaches
@@ -33,9 +50,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from mikey.errors import MikeyError
@@ -49,18 +67,22 @@ from mikey.exchange import (
     StreamSpec,
     default_rng,
 )
+from mikey.identity import same_identity
 from mikey.keying import KeyingResult, Mode, RegistrationSa, Role
 from mikey.pki import StaticPskStore
 from srtp.errors import SrtpError
 from srtp.gsa import Gsa, GsaRegistry
 from srtp.gsa import TeardownReason as GsaReason
 
-from .errors import KeyMgmtFailure
+from .errors import KeyMgmtFailure, RateLimited
 from .keymgmt import KeyMgmtSpec, format_key_mgmt_attribute, format_keymgmt
+from .ratelimit import SourceRateLimiter
 from .server import ConnectionInfo, MediaInfo, SessionContext, TeardownReason
 
 __all__ = [
+    "COSTLY_MODES",
     "ClientKeyingStats",
+    "DescribeStats",
     "KeyingSide",
     "MikeyClientKeying",
     "MikeyServerKeying",
@@ -122,11 +144,27 @@ def _profile(config: ExchangeConfig, allow_null_kemac: bool, rng: Rng) -> Exchan
     return profile
 
 
+#: modes whose I_MESSAGE costs a signature or a DH exponentiation to build
+COSTLY_MODES = frozenset({Mode.PK, Mode.DH, Mode.DHHMAC, Mode.RSA_R})
+#: modes whose answer binds the responder's identity to its certificate (signed R_MESSAGE)
+_SIGNED_ANSWER_MODES = frozenset({Mode.DH, Mode.RSA_R})
+
+
+@dataclass(slots=True)
+class DescribeStats:
+    """What DESCRIBE cost the server: I_MESSAGEs built, pending ones sent again, 503s."""
+
+    built: int = 0
+    reused: int = 0
+    limited: int = 0
+
+
 @dataclass(eq=False, slots=True)
 class _Pending:
     initiator: Initiator
     ssrc: int
     created: float
+    message: bytes = field(default=b"", repr=False)
 
 
 @dataclass(eq=False, slots=True)
@@ -149,6 +187,12 @@ class MikeyServerKeying:
     with NULL KEMAC, the only form GStreamer and ONVIF devices speak: use it over RTSPS only).
     ``server_keys`` offers keys in DESCRIBE; ``client_keys`` accepts the client's I_MESSAGE in
     SETUP. GSAs live in ``registry`` keyed by the RTSP session id.
+
+    ``required_identities`` maps a presentation path to the client identities allowed to key
+    it (paths not listed: any). ``describe_rate`` / ``describe_burst`` configure the per-source
+    bound on new DESCRIBE I_MESSAGEs in :data:`COSTLY_MODES` (``describe_rate=None``: no
+    bound; ``describe_sources`` bounds the table); ``describe_reuse_ttl`` is how long a pending
+    DESCRIBE message is sent again to the same connection (0: never). See the module docstring.
     """
 
     def __init__(
@@ -165,6 +209,11 @@ class MikeyServerKeying:
         max_pending: int = 4096,
         pending_ttl: float = 60.0,
         switch_delay: float = 0.2,
+        required_identities: Mapping[str, Iterable[str]] | None = None,
+        describe_rate: float | None = 5.0,
+        describe_burst: int = 20,
+        describe_sources: int = 4096,
+        describe_reuse_ttl: float = 10.0,
     ) -> None:
         self.config = _profile(config, allow_null_kemac, rng)
         self.registry = registry if registry is not None else GsaRegistry()
@@ -178,6 +227,35 @@ class MikeyServerKeying:
         self.switch_delay = switch_delay
         self._pending: OrderedDict[tuple[int, str], _Pending] = OrderedDict()
         self.refused = 0
+        self.required_identities: dict[str, frozenset[str]] = {
+            _path(p): frozenset(ids) for p, ids in (required_identities or {}).items()
+        }
+        self.describe_reuse_ttl = describe_reuse_ttl
+        self.describe_limiter: SourceRateLimiter | None = None
+        if describe_rate is not None and self.config.mode in COSTLY_MODES:
+            self.describe_limiter = SourceRateLimiter(
+                describe_rate, describe_burst, describe_sources
+            )
+        self.describe_stats = DescribeStats()
+
+    # -- identities ---------------------------------------------------------------------------
+
+    def identity_allowed(self, path: str, identity: str | None) -> bool:
+        """Whether an authenticated client ``identity`` may key presentation ``path``."""
+        allowed = self.required_identities.get(_path(path))
+        if allowed is None:
+            return True
+        return identity is not None and any(same_identity(identity, a) for a in allowed)
+
+    def _authenticated(self, identity: str | None) -> str | None:
+        # NULL KEMAC (the GStreamer profile) authenticates nobody: IDi/IDr are mere claims.
+        return None if self.config.allow_null_kemac else identity
+
+    def _server_answer_identity(self, registration: RegistrationSa) -> str | None:
+        """The client identity a server-keyed exchange authenticated (signed answers only)."""
+        if registration.mode not in _SIGNED_ANSWER_MODES or registration.t_responder is None:
+            return None
+        return self._authenticated(registration.responder_id)
 
     # -- DESCRIBE -----------------------------------------------------------------------------
 
@@ -185,19 +263,46 @@ class MikeyServerKeying:
         """Server-provided keys: the I_MESSAGE for the stream's SSRC (RFC 4567 §3.2)."""
         if not self.server_keys:
             return None
+        if _path(media.path) in self.required_identities and (
+            self.config.mode not in _SIGNED_ANSWER_MODES or self.config.allow_null_kemac
+        ):
+            return None  # server keys could never name the client: let it send its own
         now = self.clock()
         self._expire_pending(now)
+        key = (connection.conn_id, media.path)
+        old = self._pending.get(key)
+        if (
+            old is not None
+            and old.ssrc == media.ssrc
+            and now - old.created < self.describe_reuse_ttl
+        ):
+            # The same connection asks again: the message it already has, not a new signature.
+            # (It keeps its place: the table stays in creation order for _expire_pending.)
+            self.describe_stats.reused += 1
+            return format_key_mgmt_attribute("mikey", old.message)
+        if self.describe_limiter is not None:
+            wait, first = self.describe_limiter.take(connection.peer[0], now)
+            if wait:
+                self.describe_stats.limited += 1
+                if first:
+                    log.info(
+                        "DESCRIBE from %s: over %g new MIKEY messages/s (burst %d); answering 503",
+                        connection.peer[0],
+                        self.describe_limiter.rate,
+                        self.describe_limiter.burst,
+                    )
+                raise RateLimited(math.ceil(wait))
         stream = StreamSpec(media.ssrc, self.initial_roc, 0)
         try:
             initiator, message = _start_initiator(self.config, self.rng, now, [stream])
         except MikeyError:
             log.warning("cannot build the DESCRIBE MIKEY message", exc_info=False)
             return None
-        key = (connection.conn_id, media.path)
+        self.describe_stats.built += 1
         old = self._pending.pop(key, None)
         if old is not None:
             old.initiator.abort()
-        self._pending[key] = _Pending(initiator, media.ssrc, now)
+        self._pending[key] = _Pending(initiator, media.ssrc, now, message)
         while len(self._pending) > self.max_pending:
             _, dropped = self._pending.popitem(last=False)
             dropped.initiator.abort()
@@ -252,6 +357,10 @@ class MikeyServerKeying:
                 result = initiator.finish(message, now)
             except MikeyError:
                 raise KeyMgmtFailure("key management response refused") from None
+            client = self._server_answer_identity(result.registration)
+            if not self.identity_allowed(session.media.path, client):
+                result.wipe()
+                raise KeyMgmtFailure("the client's identity may not key this presentation")
             self._establish(session, result, now, KeyingSide.SERVER, result.registration)
             return None
         except BaseException:
@@ -273,6 +382,11 @@ class MikeyServerKeying:
                 result.wipe()
                 self.config.csbs.forget(result.registration.csb_id)
                 raise KeyMgmtFailure("the client's keys do not cover the server's stream")
+            client = self._authenticated(result.registration.initiator_id)
+            if not self.identity_allowed(session.media.path, client):
+                result.wipe()
+                self.config.csbs.forget(result.registration.csb_id)
+                raise KeyMgmtFailure("the client's identity may not key this presentation")
             if pending is not None:
                 pending.initiator.abort()
             self._establish(session, result, now, KeyingSide.CLIENT, result.registration)
@@ -288,6 +402,12 @@ class MikeyServerKeying:
                 self.config.csbs.forget(result.registration.csb_id)
                 initiator.abort()
                 raise KeyMgmtFailure("the server's keys were not answered") from None
+            client = self._server_answer_identity(server_result.registration)
+            if not self.identity_allowed(session.media.path, client):
+                server_result.wipe()
+                result.wipe()
+                self.config.csbs.forget(result.registration.csb_id)
+                raise KeyMgmtFailure("the client's identity may not key this presentation")
             self._establish(
                 session, server_result, now, KeyingSide.SERVER, server_result.registration
             )
@@ -358,13 +478,42 @@ class MikeyServerKeying:
         mikey = _mikey_specs(specs)
         if not mikey:
             raise KeyMgmtFailure("no mikey message")
+        # RFC 3830 §4.5: the same CSB, and the peer that keyed the session
+        self._rekey(session, state, mikey[0].data, state.peer_identity)
+
+    def on_foreign_set_parameter_mikey(
+        self,
+        session: SessionContext,
+        specs: tuple[KeyMgmtSpec, ...],
+        connection: ConnectionInfo,
+    ) -> None:
+        """A re-key sent on another connection than the session's (a client that reconnected).
+
+        Accepted only as a fresh I_MESSAGE for the session's CSB that authenticates as exactly
+        the identity that keyed the session; a session keyed without a (authenticated) identity
+        cannot be re-keyed from elsewhere. The server answers every refusal with 454.
+        """
+        state = session.keying_state
+        if not isinstance(state, _ServerSession):
+            raise KeyMgmtFailure("session is not keyed")
+        owner = self._authenticated(state.peer_identity)
+        if owner is None:
+            raise KeyMgmtFailure("the session has no identity to re-key it from elsewhere")
+        mikey = _mikey_specs(specs)
+        if not mikey or not is_initiator_message(mikey[0].data):
+            raise KeyMgmtFailure("no MIKEY I_MESSAGE")
+        self._rekey(session, state, mikey[0].data, owner)
+
+    def _rekey(
+        self, session: SessionContext, state: _ServerSession, message: bytes, owner: str | None
+    ) -> None:
         now = self.clock()
         reply = Responder(self.config, self.rng).respond(
-            mikey[0].data,
+            message,
             now,
             local_ssrcs=(state.ssrc,),
             expected_csb=state.registration.csb_id,  # RFC 3830 §4.5: same CSB
-            expected_initiator=state.peer_identity,  # ... and the peer that keyed the session
+            expected_initiator=owner,  # ... and the peer that keyed the session
         )
         if not isinstance(reply, ExchangeCompleted):
             raise KeyMgmtFailure("re-key refused")
@@ -440,6 +589,10 @@ class MikeyServerKeying:
 
 def _peer_key(session: SessionContext) -> str:
     return f"{session.session_id}#peer"
+
+
+def _path(path: str) -> str:
+    return "/" + path.strip("/")
 
 
 @dataclass(slots=True)
@@ -553,14 +706,30 @@ class MikeyClientKeying:
         self.registration = result.registration
 
     def unprotector(self, ssrc: int | None) -> Callable[[bytes], bytes]:
-        """SRTP-unprotect each received packet with the inbound stream."""
+        """SRTP-unprotect each received packet with the inbound stream.
+
+        Keys we sent before the server named its SSRC key a wildcard stream (SSRC 0); a server
+        re-key (GET_PARAMETER ``mikey``) names the SSRC, so the registry gives it a stream of
+        its own. Until that stream has verified a packet, packets still go to the old one (the
+        server switches keys ``switch_delay`` later); from then on only the new one is used.
+        """
         stats = self.stats
         gsa = self.registry.get(self.key)
-        stream = gsa.inbound_stream(ssrc or 0)
+        current = [gsa.inbound_stream(ssrc or 0)]
 
         def unprotect(packet: bytes) -> bytes:
+            active = current[0]
+            newer = gsa.inbound.get(ssrc) if ssrc else None
             try:
-                out = stream.unprotect(packet)
+                if newer is not None and newer is not active:
+                    try:
+                        out = newer.unprotect(packet)
+                    except SrtpError:
+                        out = active.unprotect(packet)  # still the old key
+                    else:
+                        current[0] = newer
+                else:
+                    out = active.unprotect(packet)
             except SrtpError:
                 stats.rejected += 1
                 raise
@@ -612,13 +781,19 @@ class MikeyClientKeying:
     def accept_server_message(self, message: bytes) -> KeyingResult:
         """Install a server-initiated MIKEY message (GET_PARAMETER ``mikey``) for our CSB.
 
-        Returns the (non-secret view of the) installed keying result; raises KeyMgmtFailure.
+        Only the server identity that keyed the session may re-key it (the initiator of the
+        Registration SA when we answered the server's keys, its responder when we sent ours;
+        None: a message without identity). Returns the (non-secret view of the) installed
+        keying result; raises KeyMgmtFailure.
         """
         reg = self.registration
         if reg is None:
             raise KeyMgmtFailure("no keyed session")
+        server = reg.initiator_id if reg.role is Role.RESPONDER else reg.responder_id
         now = self.clock()
-        reply = Responder(self.config, self.rng).respond(message, now, expected_csb=reg.csb_id)
+        reply = Responder(self.config, self.rng).respond(
+            message, now, expected_csb=reg.csb_id, expected_initiator=server
+        )
         if not isinstance(reply, ExchangeCompleted):
             raise KeyMgmtFailure("the server's MIKEY message was refused")
         try:

@@ -14,6 +14,21 @@ Keying: with ``keying=None`` the server offers and accepts RTP/AVP only; with a
 :class:`ServerKeying` it offers ``RTP/SAVP``, puts the hook's ``a=key-mgmt`` value in DESCRIBE,
 hands SETUP's ``KeyMgmt`` header to the hook (RFC 4567 §3.2; a :class:`KeyMgmtFailure` answers
 463 and leaves no session), and passes every outgoing RTP packet through the hook's protector.
+
+Session binding: a session belongs to the TCP connection that set it up. Requests that change or
+reveal its keying state (SET_PARAMETER with a ``KeyMgmt:`` or ``mikey:`` body, GET_PARAMETER
+``mikey``) are honoured on that connection only; from any other connection they get ``454
+Session Not Found`` and change nothing (not even the session's activity time). 454 is what an
+unknown session id gets too (RFC 2326 §12.37, §11.3.5), so a session id seen elsewhere (a
+sniffed or leaked ``Session`` header) gets an attacker no answer that tells it apart from a
+guess, and no keying oracle. The one exception is a client that comes back on a new connection:
+a SET_PARAMETER carrying a fresh MIKEY I_MESSAGE goes to the hook's optional
+``on_foreign_set_parameter_mikey``, which accepts it only when the message authenticates as the
+identity that keyed the session; anything else (no such hook, no known identity, any other
+identity, a malformed body) is the same 454. The session stays bound to its first connection.
+
+Session ids (96 random bits), SSRCs, initial RTP sequence numbers and timestamps and SDP ``o=``
+session ids come from the injected ``rng`` (``os.urandom`` by default).
 """
 
 from __future__ import annotations
@@ -23,7 +38,7 @@ import enum
 import itertools
 import logging
 import math
-import secrets
+import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +48,7 @@ from urllib.parse import urlsplit
 from sipglue.errors import SdpError
 from sipglue.sdp import MediaDescription, SdpLine, SessionDescription
 
-from .errors import KeyMgmtError, KeyMgmtFailure, RtspError, RtspParseError
+from .errors import KeyMgmtError, KeyMgmtFailure, RateLimited, RtspError, RtspParseError
 from .keymgmt import (
     KeyMgmtSpec,
     format_mikey_parameter,
@@ -56,6 +71,7 @@ from .message import (
 )
 
 __all__ = [
+    "SESSION_ID_BYTES",
     "ConnectionInfo",
     "MediaInfo",
     "RtspServer",
@@ -71,6 +87,11 @@ log = logging.getLogger(__name__)
 
 PUBLIC_METHODS = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 _CONTROL = "stream=0"
+#: random bytes in a session id (96 bits, sent as 24 hex digits; RFC 2326 §12.37 asks for >= 8)
+SESSION_ID_BYTES = 12
+_SESSION_ID_ATTEMPTS = 8
+
+Rng = Callable[[int], bytes]
 
 
 class TeardownReason(enum.Enum):
@@ -139,7 +160,13 @@ class SessionContext:
 
 
 class ServerKeying(Protocol):
-    """Where MIKEY and SRTP plug into the server. Implemented by ``rtspglue.keying``."""
+    """Where MIKEY and SRTP plug into the server. Implemented by ``rtspglue.keying``.
+
+    Optional, looked up by name: ``on_foreign_set_parameter_mikey(session, specs, connection)``
+    for a keying SET_PARAMETER that arrives on another connection than the session's (raise
+    :class:`KeyMgmtFailure` to refuse; the server answers 454 either way it fails, see the module
+    docstring). ``describe_key_mgmt`` may raise :class:`RateLimited` (503 with Retry-After).
+    """
 
     def describe_key_mgmt(self, connection: ConnectionInfo, media: MediaInfo) -> str | None:
         """The ``a=key-mgmt`` value (``"mikey <base64>"``) for DESCRIBE, or None."""
@@ -278,9 +305,11 @@ class RtspServer:
         *,
         config: ServerConfig | None = None,
         keying: ServerKeying | None = None,
+        rng: Rng = os.urandom,
     ) -> None:
         self.config = config or ServerConfig()
         self.keying = keying
+        self._rng = rng
         self._pacer = Pacer(self.config.ptime)  # one timer for every playing stream
         self._sources = {"/" + p.strip("/"): f for p, f in sources.items()}
         self._sessions: dict[str, SessionContext] = {}
@@ -465,15 +494,45 @@ class RtspServer:
             raise _Reply(StatusCode.NOT_FOUND)
         return path, stream
 
-    def _session_of(self, request: RtspRequest) -> SessionContext:
+    def _random(self, n: int) -> bytes:
+        """``n`` bytes from the injected RNG (an RNG that returns another length is a bug)."""
+        data = self._rng(n)
+        if len(data) != n:
+            raise RtspError("the random number generator returned the wrong length")
+        return bytes(data)
+
+    def _random_bits(self, bits: int) -> int:
+        n = (bits + 7) // 8
+        return int.from_bytes(self._random(n), "big") >> (8 * n - bits)
+
+    def _new_session_id(self) -> str:
+        """A fresh unguessable session id (RFC 2326 §12.37: at least eight octets)."""
+        for _ in range(_SESSION_ID_ATTEMPTS):
+            session_id = self._random(SESSION_ID_BYTES).hex()
+            if session_id not in self._sessions:
+                return session_id
+        log.error("the random number generator keeps repeating session ids")
+        raise _Reply(StatusCode.INTERNAL_SERVER_ERROR)
+
+    def _lookup(self, request: RtspRequest) -> SessionContext:
+        """The session the ``Session`` header names (RFC 2326 §12.37); 454 when unknown."""
         value = request.header("Session")
         if value is None:
             raise _Reply(StatusCode.SESSION_NOT_FOUND)
         session = self._sessions.get(SessionHeader.parse(value).session_id)
         if session is None:
             raise _Reply(StatusCode.SESSION_NOT_FOUND)
+        return session
+
+    def _session_of(self, request: RtspRequest) -> SessionContext:
+        session = self._lookup(request)
         self._touch(session)
         return session
+
+    @staticmethod
+    def _owns(conn: _Conn, session: SessionContext) -> bool:
+        """Whether ``conn`` is the connection that set ``session`` up (see module docstring)."""
+        return session.connection.conn_id == conn.info.conn_id
 
     def _session_header(self, session: SessionContext) -> tuple[str, str]:
         timeout = max(1, math.ceil(self.config.session_timeout))
@@ -497,11 +556,17 @@ class RtspServer:
         accept = request.header("Accept")
         if accept is not None and "application/sdp" not in accept.lower() and "*/*" not in accept:
             raise _Reply(StatusCode.NOT_ACCEPTABLE)
-        ssrc = conn.ssrc_by_path.setdefault(path, secrets.randbits(32))
+        ssrc = conn.ssrc_by_path.get(path)
+        if ssrc is None:
+            ssrc = conn.ssrc_by_path[path] = self._random_bits(32)
         media = MediaInfo(path, self._control_url(request.uri, path), ssrc)
         key_mgmt = None
         if self.keying is not None:
-            key_mgmt = self.keying.describe_key_mgmt(conn.info, media)
+            try:
+                key_mgmt = self.keying.describe_key_mgmt(conn.info, media)
+            except RateLimited as busy:  # RFC 2326 §7.1.1 503, §12.31 Retry-After
+                retry = ("Retry-After", str(max(1, busy.retry_after)))
+                raise _Reply(StatusCode.SERVICE_UNAVAILABLE, (retry,)) from None
         base = self._control_url(request.uri, path).removesuffix(_CONTROL)
         try:
             sdp = self._sdp(path, key_mgmt)
@@ -515,7 +580,7 @@ class RtspServer:
         host = self.config.host
         session = (
             SdpLine("v", "0"),
-            SdpLine("o", f"- {secrets.randbits(62)} 1 IN IP4 {host}"),
+            SdpLine("o", f"- {self._random_bits(62)} 1 IN IP4 {host}"),
             SdpLine("s", path.strip("/") or "stream"),
             SdpLine("c", "IN IP4 0.0.0.0"),
             SdpLine("t", "0 0"),
@@ -561,11 +626,9 @@ class RtspServer:
             raise _Reply(StatusCode.SERVICE_UNAVAILABLE)
         ssrc = conn.ssrc_by_path.pop(path, None)
         if ssrc is None:
-            ssrc = secrets.randbits(32)
+            ssrc = self._random_bits(32)
         media = MediaInfo(path, self._control_url(request.uri, path), ssrc)
-        session_id = secrets.token_hex(12)
-        while session_id in self._sessions:
-            session_id = secrets.token_hex(12)
+        session_id = self._new_session_id()
         session = SessionContext(session_id, conn.info, media, offer)
         self._touch(session)
         extra: list[tuple[str, str]] = []
@@ -586,8 +649,8 @@ class RtspServer:
             session._packetizer = PcmuPacketizer(
                 self._sources[path](),
                 ssrc,
-                sequence=secrets.randbits(16),
-                timestamp=secrets.randbits(32),
+                sequence=self._random_bits(16),
+                timestamp=self._random_bits(32),
             )
         except _Reply:
             raise
@@ -688,11 +751,18 @@ class RtspServer:
         return [], b""
 
     async def _get_parameter(self, conn: _Conn, request: RtspRequest) -> _Result:
-        session = self._session_of(request) if request.header("Session") is not None else None
+        session = self._lookup(request) if request.header("Session") is not None else None
+        wants_mikey = bool(request.body) and is_mikey_parameter_request(request.body)
+        if session is not None and wants_mikey and not self._owns(conn, session):
+            # Session binding: the keys of a session are revealed (and a server re-key started)
+            # on its own connection only; elsewhere the answer of an unknown session (§12.37).
+            raise _Reply(StatusCode.SESSION_NOT_FOUND)
+        if session is not None:
+            self._touch(session)
         headers = [self._session_header(session)] if session is not None else []
         if not request.body:
             return headers, b""
-        if not is_mikey_parameter_request(request.body):
+        if not wants_mikey:
             raise _Reply(StatusCode.PARAMETER_NOT_UNDERSTOOD, tuple(headers))
         if self.keying is None or session is None:
             raise _Reply(StatusCode.PARAMETER_NOT_UNDERSTOOD, tuple(headers))
@@ -704,16 +774,27 @@ class RtspServer:
         return headers, format_mikey_parameter(data)
 
     async def _set_parameter(self, conn: _Conn, request: RtspRequest) -> _Result:
-        session = self._session_of(request) if request.header("Session") is not None else None
-        headers = [self._session_header(session)] if session is not None else []
+        session = self._lookup(request) if request.header("Session") is not None else None
+        foreign = session is not None and not self._owns(conn, session)
         try:
             specs = parse_set_parameter_keying(request.body)
         except KeyMgmtError:
-            raise _Reply(StatusCode.KEY_MANAGEMENT_FAILURE, tuple(headers)) from None
+            if foreign:  # a keying body on another connection: as an unknown session (§12.37)
+                raise _Reply(StatusCode.SESSION_NOT_FOUND) from None
+            specs = None
+        if session is not None and foreign and specs:
+            self._foreign_rekey(conn, session, specs)  # 454 unless the owner came back
+        if session is not None:
+            self._touch(session)
+        headers = [self._session_header(session)] if session is not None else []
+        if specs is None:
+            raise _Reply(StatusCode.KEY_MANAGEMENT_FAILURE, tuple(headers))
         if not specs:
             if request.body.strip():
                 raise _Reply(StatusCode.PARAMETER_NOT_UNDERSTOOD, tuple(headers))
             return headers, b""
+        if foreign:
+            return headers, b""  # re-keyed by _foreign_rekey
         if self.keying is None or session is None:
             raise _Reply(StatusCode.PARAMETER_NOT_UNDERSTOOD, tuple(headers))
         try:
@@ -721,6 +802,19 @@ class RtspServer:
         except KeyMgmtFailure:
             raise _Reply(StatusCode.KEY_MANAGEMENT_FAILURE, tuple(headers)) from None
         return headers, b""
+
+    def _foreign_rekey(
+        self, conn: _Conn, session: SessionContext, specs: tuple[KeyMgmtSpec, ...]
+    ) -> None:
+        """A keying SET_PARAMETER on another connection than the session's: 454 unless the
+        hook accepts it as the session's own identity coming back (see module docstring)."""
+        hook = getattr(self.keying, "on_foreign_set_parameter_mikey", None)  # optional hook
+        if hook is None:
+            raise _Reply(StatusCode.SESSION_NOT_FOUND)
+        try:
+            hook(session, specs, conn.info)
+        except (KeyMgmtFailure, KeyMgmtError):
+            raise _Reply(StatusCode.SESSION_NOT_FOUND) from None
 
     _handlers: dict[str, Callable[[RtspServer, _Conn, RtspRequest], Awaitable[_Result]]] = {
         "OPTIONS": _options,

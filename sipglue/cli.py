@@ -262,14 +262,15 @@ def _emit(obj: dict[str, object]) -> None:
 def _emit_refusals(keying: MikeyCallKeying) -> None:
     for event in keying.drain_events():
         if isinstance(event, CallKeyingFailed):
-            _emit(
-                {
-                    "event": "refused",
-                    "call_id": event.call_id,
-                    "status": event.status,
-                    "warning": event.warning,
-                }
-            )
+            refused: dict[str, object] = {
+                "event": "refused",
+                "call_id": event.call_id,
+                "status": event.status,
+                "warning": event.warning,
+            }
+            if event.detail is not None:
+                refused["detail"] = event.detail  # the local cause: shown here, never sent
+            _emit(refused)
 
 
 # -- listen ----------------------------------------------------------------------------------

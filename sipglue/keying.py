@@ -49,6 +49,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -130,7 +131,8 @@ REKEY_IDENTITY_WARNING = "MIKEY: INVALID_ID: identity is not the one that keyed 
 
 
 class KeyingError(SipError):
-    """The UAC could not build an offer or accept an answer's keys (the UA then ACKs and BYEs).
+    """The UAC could not build an offer, or could not accept an answer's keys (the UA then
+    ACKs and BYEs the call).
 
     ``detail`` is one sentence naming the cause (e.g. which identity did not match which), for
     the local user: it never goes to the peer.
@@ -197,9 +199,13 @@ class CallRekeyed:
 
 @dataclass(frozen=True, slots=True)
 class CallKeyingFailed:
+    """A call's keys were refused: ``warning`` is what the peer was told (fixed phrases),
+    ``detail`` the local cause in one sentence (the MIKEY error's text; never sent)."""
+
     call_id: str
     status: int
     warning: str
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +253,15 @@ def _aor(uri: str | SipUri) -> str | None:
     """The AOR of a SIP URI (None when ``uri`` is not one)."""
     try:
         return (uri if isinstance(uri, SipUri) else SipUri.parse(uri)).aor()
+    except SipParseError:
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _identity_uri(identity: str) -> SipUri | None:
+    """An identity as a SIP URI (None for an NAI, ``tel:`` ...); cached: asked per request."""
+    try:
+        return SipUri.parse(identity)
     except SipParseError:
         return None
 
@@ -375,12 +390,7 @@ class MikeyCallKeying:
     def local_aor(self) -> SipUri | None:
         """Our MIKEY identity as the UA's From AOR, when it is a sip:/sips: URI (else None)."""
         identity = self.config.identity
-        if identity is None:
-            return None
-        try:
-            return SipUri.parse(identity)
-        except SipParseError:
-            return None
+        return None if identity is None else _identity_uri(identity)
 
     def _initiator(self, peer: str | None) -> Initiator:
         """An initiator expecting ``peer`` as the responder, unless the config names one."""
@@ -524,7 +534,7 @@ class MikeyCallKeying:
             self._finish(call, answer, index, pending)
         except (MikeyError, SrtpError, SdpError) as exc:
             pending.initiator.abort()
-            self._events.append(CallKeyingFailed(call.call_id, 0, f"MIKEY: {exc}"))
+            self._events.append(CallKeyingFailed(call.call_id, 0, f"MIKEY: {exc}", _sentence(exc)))
             raise KeyingError(f"answer refused: {exc}", detail=_sentence(exc)) from exc
         except BaseException:
             pending.initiator.abort()
@@ -620,7 +630,9 @@ class MikeyCallKeying:
             if reply.error.error_no == ErrorNo.INVALID_ID:
                 # fixed phrases only: the exception's text may quote what the peer sent
                 warning = REKEY_IDENTITY_WARNING if existing is not None else IDENTITY_WARNING
-            raise self._refuse(call, status_for(reply.error), warning, body)
+            raise self._refuse(
+                call, status_for(reply.error), warning, body, detail=_sentence(reply.error)
+            )
         result = reply.result
         try:
             answer = self._answer(
@@ -697,9 +709,17 @@ class MikeyCallKeying:
             key_mgmt=KeyMgmtAttr(KMPID, response) if response is not None else None,
         )
 
-    def _refuse(self, call: Call, status: int, warning: str, body: bytes | None = None) -> Rejected:
+    def _refuse(
+        self,
+        call: Call,
+        status: int,
+        warning: str,
+        body: bytes | None = None,
+        *,
+        detail: str | None = None,
+    ) -> Rejected:
         self.refused += 1
-        self._events.append(CallKeyingFailed(call.call_id, status, warning))
+        self._events.append(CallKeyingFailed(call.call_id, status, warning, detail))
         return Rejected(status, warning, body)
 
     # -- teardown ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""MIKEY-keyed SRTP over RTSP with GStreamer 1.22 (PEERS.md), both directions.
+"""MIKEY-keyed SRTP over RTSP with GStreamer 1.22 (a real peer), both directions.
 
 * rtspsrc plays our server (``allow_null_kemac``: PSK, NULL KEMAC, 30-byte TEK, GStreamer SP):
   its srtpdec decrypts and the WAV it writes holds the tone we sent; the KeyMgmt rtspsrc sends in

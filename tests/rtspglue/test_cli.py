@@ -147,3 +147,32 @@ def test_bad_flags_exit_2() -> None:
     cmd = ["timeout", "30", *MIKEY, "rtsp", "play", "rtsp://127.0.0.1:1/x", "--psk", "zz"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "--psk" in done.stderr
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["allowed", "refused"])
+def test_require_identity(tmp_path: Path, allowed: bool) -> None:
+    f = _pem_files(tmp_path)
+    who = "sip:alice@example.com" if allowed else "sip:carol@example.com"
+    server = ["--mode", "dh", "--cert", f["bob.pem"], "--key", f["bob.key"], "--ca", f["ca"]]
+    server += ["--identity", "sip:bob@example.com", "--no-server-keys"]
+    server += ["--require-identity", f"/tone={who}"]
+    client = ["--mode", "dh", "--cert", f["alice.pem"], "--key", f["alice.key"], "--ca", f["ca"]]
+    client += ["--identity", "sip:alice@example.com", "--client-keys"]
+    with serve(*server) as (url, proc):
+        status, summary = play(url, *client)
+        proc.send_signal(signal.SIGTERM)
+        server_summary = _finish(proc)
+    if allowed:
+        assert status == 0, summary
+        assert summary["frequency"] == pytest.approx(700, abs=2)
+        assert server_summary["refused"] == 0
+    else:
+        assert status == 1 and summary["status"] == 463 and summary["decrypted"] == 0
+        assert server_summary["refused"] == 1
+    assert server_summary["audit"] == {"live_gsas": 0, "live_contexts": 0, "unwiped_buffers": 0}
+
+
+def test_require_identity_flag_must_be_path_equals_uri() -> None:
+    cmd = ["timeout", "30", *MIKEY, "rtsp", "serve", "--psk", PSK, "--require-identity", "/tone"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "--require-identity" in done.stderr

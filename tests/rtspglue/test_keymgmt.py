@@ -23,7 +23,7 @@ from rtspglue.keymgmt import (
     parse_set_parameter_keying,
 )
 
-# The PSK I_MESSAGE of MIKEY-SPEC §4.8 (127 bytes).
+# A complete MIKEY-PSK I_MESSAGE (127 bytes), the reference PSK vector.
 B64 = (
     "AQAFgBI0VngBAADerb7vAAAAAAsA6Tx/AIAAAAAKEAARIjNEVWZ3iJmqu8zd7v8BAAAAHgABAQEBEAIBAQMB"
     "FAQBDgUBAAcBAQgBAQoBAQsBCgABABQ7UKSixVSjpnBHJyoj/w59Y5u6PgGPZs7206886vFruTZZ2MBLA9/qwg=="
@@ -38,7 +38,7 @@ def test_vector_is_the_spec_message() -> None:
 @pytest.mark.parametrize(
     ("header", "uri"),
     [
-        # MIKEY-SPEC §8.2 / §10: GStreamer rtspsrc and gortsplib (no spaces).
+        # GStreamer rtspsrc and gortsplib (no spaces).
         (f'prot=mikey;uri="rtsp://host/path/stream=0";data="{B64}"', "rtsp://host/path/stream=0"),
         # VLC/live555 (RFC spelling with spaces).
         (f'prot=mikey; uri="rtsp://host/path/track1"; data="{B64}"', "rtsp://host/path/track1"),

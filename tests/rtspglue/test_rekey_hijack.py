@@ -1,9 +1,11 @@
 """SET_PARAMETER rekey of someone else's RTSP session (issue "hostile input").
 
 Mallory is a legitimate user of the server (it holds her PSK) and knows Alice's session id and
-CSB ID. Her MIKEY update for Alice's CSB, sent on Alice's session, must be refused with 463 and
-leave Alice's keys in place; Alice's own rekey still works. Oracle: the server's GSA for the
-session (its Registration SA and master keys) and the RTSP status codes.
+CSB ID. Her MIKEY update for Alice's CSB, sent on Alice's session from her own connection, must
+be refused and leave Alice's keys in place; Alice's own rekey still works. Since sessions are
+bound to their connection the refusal is 454 Session Not Found (it was 463 before: the answer
+no longer tells a live session id from a guess). Oracle: the server's GSA for the session (its
+Registration SA and master keys) and the RTSP status codes.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ async def test_rekey_of_another_users_session_is_refused(client_keys: bool) -> N
                 time.time(), [StreamSpec(ssrc, 0, 0)], csb_id=csb
             )
             # ... sent on her own connection with Alice's session id (known or sniffed)
-            assert await _set_parameter(server, session_id, forged) == 463
+            assert await _set_parameter(server, session_id, forged) == 454
             gsa = sreg.get(session_id)
             assert bytes(gsa.outbound[ssrc].entries[-1].master_key) == before
             assert gsa.rekey_sa is None or gsa.rekey_sa.initiator_id != MALLORY

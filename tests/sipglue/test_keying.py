@@ -53,10 +53,14 @@ async def make_side(
     factory: Callable[[UdpTransport], Transport] | None = None,
     local_media: Callable[[Call, SessionDescription], object] | None = None,
     timers: TimerConfig = FAST,
+    aor: str | None = None,
 ) -> Side:
+    """A keyed UA; its From is ``aor``, else the config's identity (the binder offers it)."""
     registry = GsaRegistry(GsaConfig(rekey_overlap=0.3))
     keying = MikeyCallKeying(config, registry=registry, local_media=local_media)  # type: ignore[arg-type]
-    ua = UserAgent(keying, transport=transport, user=user, timers=timers, transport_factory=factory)
+    ua = UserAgent(
+        keying, transport=transport, user=user, aor=aor, timers=timers, transport_factory=factory
+    )
     await ua.listen()
     received: list[Response] = []
     inner = ua.message_received
