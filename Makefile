@@ -28,7 +28,7 @@ $(STAMP): $(PY) pyproject.toml mikey/_speedups.c
 
 venv: $(STAMP)
 
-# Real peers from PEERS.md, installed only when run as root and something is missing.
+# Real peers (docs/INTEROP.md), installed only when run as root and something is missing.
 peers:
 	@if [ "$$(id -u)" = "0" ]; then \
 	  missing=""; \

@@ -1,4 +1,4 @@
-"""Codec speed: parse and encode of the MIKEY-SPEC §4.8 PSK I_MESSAGE vs GStreamer's C parser.
+"""Codec speed: parse and encode of the worked PSK I_MESSAGE (docs/WIRE.md) vs GStreamer's parser.
 
 GStreamer 1.22's ``gst_mikey_message_new_from_data`` (libgstsdp-1.0, a plain C library) is
 loaded with ctypes into this same process and run on the same 127 bytes, followed by

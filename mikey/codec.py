@@ -1331,7 +1331,8 @@ def _check_srtp_params(tlvs: list[tuple[int, int, bytes]], ctx: _Ctx, start: int
             if ptype in seen:
                 raise DecodeError(f"SRTP parameter {ptype} repeated", off)
             seen.add(ptype)
-    # GStreamer writes the SRTP tag length (4/10) in param 3 and omits param 11 (MIKEY-SPEC §10).
+    # GStreamer writes the SRTP tag length (4/10) in param 3 and omits param 11 (docs/WIRE.md
+    # §GStreamer's tag length in param 3).
     if _AUTH_KEY_LEN in seen and _AUTH_TAG_LEN not in seen:
         auth_len = next(v for _, t, v in tlvs if t == _AUTH_KEY_LEN)[0]
         if auth_len in (4, 10):
@@ -1501,7 +1502,7 @@ def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
         payloads.append(payload)
     trailing = b""
     if r.remaining:
-        # Lenient: exactly one 0x00 (Milestone XProtect, MIKEY-SPEC §1.9); anything more is an
+        # Lenient: exactly one 0x00 (docs/WIRE.md §Trailing 0x00); anything more is an
         # error in both modes (it may be a payload after SIGN or a corrupted chain).
         if r.remaining != 1 or buf[r.pos] != 0:
             raise DecodeError(f"{r.remaining} bytes after the last payload", r.pos)

@@ -9,7 +9,8 @@ and y must lie in the prime-order subgroup, i.e. y^q ≡ 1 (mod p). For a safe p
 Euler's criterion, so it is computed as the Legendre symbol (y/p) = 1 with the binary Jacobi
 algorithm instead of the modular exponentiation (for 1536 bits about 0.07 ms with OpenSSL's
 BN_kronecker where the accelerator runs, 0.2 ms in Python; the exponentiation takes 1-10 ms).
-Short (not left-padded) peer values are accepted because minisip sends them (MIKEY-SPEC §13).
+Short (not left-padded) peer values are accepted because minisip sends them (docs/WIRE.md
+§Short DH values).
 
 The exponentiations with the private exponent run in OpenSSL's constant-time Montgomery
 exponentiation when the C accelerator (:mod:`mikey._accel`) was built (about 0.2 ms for

@@ -229,7 +229,7 @@ def policy_from_sp(sp: SecurityPolicy, *, tag_in_auth_key_len: bool = False) -> 
         and _P.SRTP_AUTH_KEY_LEN not in v
         and _P.SRTCP_AUTH_KEY_LEN not in v
     ):
-        tag_len, key_len = key_len, _HMAC_SHA1_LEN  # MIKEY-SPEC §10, GStreamer
+        tag_len, key_len = key_len, _HMAC_SHA1_LEN  # GStreamer; docs/WIRE.md §SP parameter quirks
     auth_key_len = d[_P.AUTH_KEY_LEN] if key_len is None else key_len
     auth_tag_len = d[_P.AUTH_TAG_LEN] if tag_len is None else tag_len
 
@@ -364,7 +364,7 @@ def sp_from_policy(
         )
     sp = SecurityPolicy(policy_no, ProtType.SRTP, tuple(_param(p, values[p]) for p in order))
     if style is SpStyle.GSTREAMER and policy_from_sp(sp, tag_in_auth_key_len=True) != policy:
-        # Only what GStreamer can read back unchanged (MIKEY-SPEC §10).
+        # Only what GStreamer can read back unchanged (docs/WIRE.md §SP parameter quirks).
         raise PolicyError(f"{policy.profile_name} cannot be written in GStreamer's form")
     return sp
 

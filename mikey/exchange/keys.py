@@ -75,7 +75,7 @@ def kemac_mac_alone(
     encr_alg: EncrAlg, encr_data: bytes, mac_alg: MacAlg, auth_key: bytearray
 ) -> Kemac:
     """A KEMAC whose MAC covers the KEMAC payload alone with NP = 0 (PK and RSA-R, the minisip
-    form; docs/WIRE.md)."""
+    form; docs/WIRE.md §MAC, V and SIGN coverage)."""
     maclen = MAC_LENGTH[mac_alg]
     unsigned = Kemac(encr_alg, encr_data, mac_alg, bytes(maclen))
     covered = unsigned.encode(0)[:-maclen] if maclen else b""
@@ -242,7 +242,7 @@ def _tek_as_is(kd: KeyData, policy: SrtpPolicy) -> tuple[bytearray, bytearray]:
     if kd.salt is not None:
         master_key, master_salt = raw, bytearray(kd.salt)
     elif len(raw) == policy.master_key_len + policy.master_salt_len:
-        # GStreamer form: TEK = master key || master salt (docs/WIRE.md)
+        # GStreamer form: TEK = master key || master salt (docs/WIRE.md §TEK carrying key and salt)
         master_key, master_salt = raw[: policy.master_key_len], raw[policy.master_key_len :]
         wipe(raw)
     else:

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 RAND_LENGTH = 16
-#: not a multiple of 32 (minisip's PRF bug for such in-keys; see docs/WIRE.md)
+#: not a multiple of 32 (docs/WIRE.md §minisip PRF bug and envelope key length)
 ENV_KEY_LENGTH = 20
 MAX_CERTS = 8
 _PRF_FUNCS: dict[int, PrfFunc] = {int(f): f for f in PrfFunc}

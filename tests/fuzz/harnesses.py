@@ -107,7 +107,7 @@ def _chunks(data: bytes) -> list[bytes]:
 def mikey_strict(data: bytes) -> None:
     _fast_parse_agrees(data)
     msg = parse_mikey(data)
-    if msg.encode() != data:  # strict acceptance means exact re-encoding (STYLE.md)
+    if msg.encode() != data:  # strict acceptance means exact re-encoding (docs/STYLE.md)
         raise AssertionError("strictly accepted MIKEY message does not re-encode exactly")
 
 

@@ -1,4 +1,4 @@
-"""Helpers for tests that drive real peers (PEERS.md).
+"""Helpers for tests that drive real peers (docs/INTEROP.md).
 
 A missing peer skips the test only for a developer without root; as root (CI, where
 ``make peers`` installs them) a missing peer is a failure, never a silent skip. Every process is
@@ -52,7 +52,7 @@ def require_peer(name: str) -> str:
     """The absolute path of the peer binary ``name``; skip or fail when it is missing."""
     path = shutil.which(name)
     if path is None:
-        missing_peer(f"{name} is not installed (see PEERS.md)")
+        missing_peer(f"{name} is not installed (see docs/INTEROP.md)")
     return path
 
 

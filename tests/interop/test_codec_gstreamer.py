@@ -114,7 +114,7 @@ def ours_as_gst(m: Message) -> dict[str, Any]:
 
 
 def our_messages() -> dict[str, Message]:
-    """PSK messages with NULL KEMACs that a GStreamer peer accepts (MIKEY-SPEC §10)."""
+    """PSK messages with NULL KEMACs that a GStreamer peer accepts (docs/WIRE.md §NULL-mode message)."""
     t = Timestamp(TsType.NTP_UTC, SPEC_T_I)
     return {
         "spec_null_mode": parse_message(NULL_MODE_MESSAGE, lenient=True),

@@ -1,7 +1,7 @@
 """Our encoder against tshark's MIKEY dissector (Wireshark 4.0, an independent decoder).
 
 Every kind of message the codec builds is written into one pcap (raw MIKEY on UDP 2269, the
-PEERS.md recipe) and decoded by a single tshark run. For each message the fields tshark prints
+docs/INTEROP.md recipe) and decoded by a single tshark run. For each message the fields tshark prints
 must equal the values computed from our Message objects, and tshark must not flag the packet as
 malformed. Where Wireshark 4.0 has known limits they are stated next to the field (it dissects
 only the first key data sub-payload of a NULL KEMAC, and only for data type 0; it has no fields
@@ -340,7 +340,8 @@ def test_tshark_decodes_our_encoding(name: str, decoded: dict[str, dict[str, str
 
 
 def test_spec_vector_bytes_are_what_we_send() -> None:
-    """The §4.8 vector (decoded cleanly by tshark 4.0.17 per MIKEY-SPEC) is our encoding."""
+    """The worked PSK I_MESSAGE (docs/WIRE.md §Worked PSK exchange; tshark 4.0.17 decodes it
+    cleanly) is our encoding."""
     assert MESSAGES["psk_i_spec"].encode() == PSK_I_MESSAGE
 
 

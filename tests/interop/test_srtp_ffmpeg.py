@@ -1,6 +1,6 @@
 """ffmpeg's own SRTP implementation (not libsrtp) against our Data SA contexts, both ways.
 
-Key material: TEK/SALT of MIKEY-SPEC §4.8 (the complete MIKEY-PSK exchange). The oracle is the
+Key material: TEK/SALT of docs/WIRE.md §Worked PSK exchange (crypto session 1). The oracle is the
 decoded audio: a 440 Hz tone must come out as a 440 Hz tone.
 """
 

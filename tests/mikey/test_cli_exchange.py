@@ -1,7 +1,7 @@
 """``mikey derive/offer/answer/finish`` run as real subprocesses (bounded by ``timeout``).
 
-Oracles: the other side's keys (offer -> answer -> finish must agree) and the MIKEY-SPEC §4.8
-PRF and TEK/SALT values.
+Oracles: the other side's keys (offer -> answer -> finish must agree) and the PRF and TEK/SALT
+values of docs/WIRE.md §Worked PSK exchange.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def test_finish_refuses_tampered_answer(pki: dict[str, str], tmp_path: Path) -> 
 
 
 def test_derive_matches_spec() -> None:
-    """MIKEY-SPEC §4.8 PRF vectors and the exchange's TEK/SALT."""
+    """docs/WIRE.md §PRF vectors and the worked exchange's TEK/SALT."""
     base = ["derive", "--csb-id", "12345678", "--rand", SPEC_RAND]
     out = mikey(*base, "--inkey", PSK_HEX, "--const", "tek", "--cs-id", "1", "--length", "30")
     assert out.stdout.strip() == "666cdfdde4f6b6ee17b4317e0d0ea07fda6c6103d421f3d87ac6b10209dc"

@@ -1,8 +1,8 @@
 """MIKEY wire codec tests: hand-built bytes for every payload and registry value.
 
 Oracles: byte layouts written out by hand from RFC 3830 §6 (and RFC 4563, 6043, 6509 for the
-extensions) as digested in MIKEY-SPEC §1-2, the MIKEY-SPEC §4.8 vectors (decoded by tshark and
-byte-exact in minisip), GStreamer's unit-test bytes, and the peer quirks of MIKEY-SPEC §10.
+extensions), the docs/WIRE.md §Worked PSK exchange and §NULL-mode message vectors (decoded by
+tshark and byte-exact in minisip), GStreamer's unit-test bytes, and the peer quirks of docs/WIRE.md.
 Every vector satisfies ``encode(parse(b)) == b`` and every truncated prefix raises DecodeError.
 """
 
@@ -129,7 +129,7 @@ def reject(b: bytes, offset: int | None = None, *, match: str | None = None) -> 
     return info.value
 
 
-# --- MIKEY-SPEC §4.8 vectors ------------------------------------------------------------------
+# --- docs/WIRE.md §Worked PSK exchange vectors -------------------------------------------------
 
 SPEC_VECTORS = [
     ("psk_i_message", PSK_I_MESSAGE, False),
@@ -141,7 +141,7 @@ SPEC_VECTORS = [
 
 @pytest.mark.parametrize(("name", "data", "lenient"), SPEC_VECTORS)
 def test_spec_vector_roundtrip_and_prefixes(name: str, data: bytes, lenient: bool) -> None:
-    """MIKEY-SPEC §4.8: encode(parse(b)) == b; every truncated prefix raises DecodeError."""
+    """docs/WIRE.md vectors: encode(parse(b)) == b; every truncated prefix raises DecodeError."""
     roundtrip(data, lenient=lenient)
     assert_prefixes_fail(data, lenient=lenient)
     if not lenient:
@@ -149,7 +149,7 @@ def test_spec_vector_roundtrip_and_prefixes(name: str, data: bytes, lenient: boo
 
 
 def test_spec_psk_i_message_fields() -> None:
-    """MIKEY-SPEC §4.8 I_MESSAGE: HDR(V=1), T, RAND, SP, KEMAC(AES-CM-128, HMAC-SHA-1-160)."""
+    """Worked PSK I_MESSAGE: HDR(V=1), T, RAND, SP, KEMAC(AES-CM-128, HMAC-SHA-1-160)."""
     m = parse_message(PSK_I_MESSAGE)
     assert len(PSK_I_MESSAGE) == 127
     h = m.header
@@ -170,7 +170,7 @@ def test_spec_psk_i_message_fields() -> None:
 
 
 def test_spec_r_and_error_messages_fields() -> None:
-    """MIKEY-SPEC §4.8 R_MESSAGE (HDR, T, V) and error message (HDR, T, ERR, V)."""
+    """Worked PSK R_MESSAGE (HDR, T, V) and error message (HDR, T, ERR, V)."""
     r = parse_message(PSK_R_MESSAGE)
     assert r.data_type == DataType.PSK_RESP and not r.header.v
     assert r.payloads == (
@@ -186,7 +186,7 @@ def test_spec_r_and_error_messages_fields() -> None:
 
 
 def test_spec_null_mode_message_lenient() -> None:
-    """MIKEY-SPEC §4.8 NULL-mode message: TEK 30 bytes with KV SPI; strict names the quirk."""
+    """docs/WIRE.md §NULL-mode message: TEK 30 bytes with KV SPI; strict names the quirk."""
     reject(NULL_MODE_MESSAGE, match="TEK of 30 bytes")
     m = parse_message(NULL_MODE_MESSAGE, lenient=True)
     assert m.leniencies == (Leniency.TEK_WITH_SALT,)
@@ -749,7 +749,7 @@ def test_encode_errors_are_typed() -> None:
             m.encode()
 
 
-# --- Leniencies (MIKEY-SPEC §10) ----------------------------------------------------------------
+# --- Leniencies (peer quirks of docs/WIRE.md) -----------------------------------------------------
 
 
 def test_lenient_trailing_zero_milestone() -> None:
@@ -787,7 +787,7 @@ def test_lenient_gstreamer_tek_with_salt(n: int) -> None:
 
 
 def test_lenient_genetec_psk_without_rand_and_filetime() -> None:
-    """ONVIF/Genetec (MIKEY-SPEC §10): HDR,T,SP,KEMAC with a FILETIME T and no RAND."""
+    """ONVIF/Genetec (docs/WIRE.md §PSK without RAND): HDR,T,SP,KEMAC, a FILETIME T, no RAND."""
     b = genetec_message()
     with pytest.raises(DecodeError, match="not a plausible NTP time"):
         parse_message(b)

@@ -1,6 +1,6 @@
 """KEMAC encryption/MAC, RSA envelope and signature tests.
 
-Oracles: the MIKEY-SPEC §4.8 worked PSK exchange (byte-exact in minisip, §13), the RFC 3394 §4.1
+Oracles: the docs/WIRE.md §Worked PSK exchange (byte-exact in minisip), the RFC 3394 §4.1
 key-wrap vector, and the other side of each operation (decrypt what was encrypted, verify what
 was signed, with cryptography as the independent RSA implementation).
 """
@@ -57,7 +57,7 @@ def keys_for(encr: EncrAlg, mac_alg: MacAlg = MacAlg.HMAC_SHA_1_160) -> Transpor
     return derive_transport_keys(PSK, CSB, RAND, PrfFunc.MIKEY_1, encr, mac_alg)
 
 
-# --- §4.8 worked example --------------------------------------------------------------------------
+# --- docs/WIRE.md §Worked PSK exchange -----------------------------------------------------------
 
 
 def test_worked_example_iv_and_ciphertext() -> None:

@@ -1,7 +1,7 @@
 """MIKEY exchanges end to end in memory (RFC 3830 §3, RFC 4650, RFC 4738).
 
 The oracle is the other side of the exchange (both parties must hold byte-identical Data SAs),
-the MIKEY-SPEC §4.8 vector (exact R_MESSAGE bytes, TEK and salt) and GStreamer's own MIKEY
+the docs/WIRE.md §Worked PSK exchange (exact R_MESSAGE bytes, TEK and salt) and GStreamer's own MIKEY
 builder (``gst_mikey_message_new_from_caps`` through GI in Debian's python3).
 """
 
@@ -343,13 +343,13 @@ def test_rsa_r_kemac_algorithms(encr: EncrAlg, mac: MacAlg, prf: PrfFunc, mki: i
     assert_same_keys(i_res, r_res, MULTI_STREAMS, ALL_POLICIES, mki_length=mki)
 
 
-# --- MIKEY-SPEC §4.8 vector and GStreamer's builder -------------------------------------------
+# --- docs/WIRE.md §Worked PSK exchange and GStreamer's builder ---------------------------------
 
 SPEC_PSK = bytes.fromhex("0f0e0d0c0b0a09080706050403020100")
 
 
 def test_spec_vector_exact_r_message() -> None:
-    """MIKEY-SPEC §4.8: the spec's I_MESSAGE gives exactly the spec's R_MESSAGE, TEK and salt."""
+    """docs/WIRE.md §Worked PSK exchange: its I_MESSAGE gives exactly its R_MESSAGE, TEK and salt."""
     cfg = ExchangeConfig(mode=Mode.PSK, psk=StaticPskStore({}, default=SPEC_PSK))
     t_i = unix_from_ntp(vectors.SPEC_T_I)
     reply = Responder(ep(cfg), seeded_rng(0)).respond(vectors.PSK_I_MESSAGE, t_i + 1.0)

@@ -1,5 +1,5 @@
-"""SRTP security policy (RFC 3830 §6.10.1, RFC 3711 §8.2, RFC 4771, RFC 7714 §14; MIKEY-SPEC §2.9,
-§7, §10)."""
+"""SRTP security policy (RFC 3830 §6.10.1, RFC 3711 §8.2, RFC 4771, RFC 7714 §14; docs/WIRE.md
+§SP parameter quirks)."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_absent_params_take_defaults() -> None:
 
 
 def test_live555_form() -> None:
-    # MIKEY-SPEC §10: live555 sends 0:AES-CM,1:16,2:HMAC,3:20,4:14,7,8,10,11:10.
+    # docs/WIRE.md §live555's parameter list: 0:AES-CM,1:16,2:HMAC,3:20,4:14,7,8,10,11:10.
     live555 = sp((0, 1), (1, 16), (2, 1), (3, 20), (4, 14), (7, 1), (8, 1), (10, 1), (11, 10))
     assert policy_from_sp(live555) == AES_CM_128_HMAC_SHA1_80
     assert policy_from_sp(live555, tag_in_auth_key_len=True) == AES_CM_128_HMAC_SHA1_80
@@ -328,7 +328,7 @@ def test_write_out_of_range() -> None:
 
 
 # GStreamer 1.22 gst_mikey_message_new_from_caps output (captured on this machine with
-# python3-gi; srtp-key all zero): MIKEY-SPEC §10 "auth-key/tag confusion".
+# python3-gi; srtp-key all zero): docs/WIRE.md §GStreamer's tag length in param 3.
 GSTREAMER_MESSAGES = {
     "AES_CM_128_HMAC_SHA1_80": "AQAFAMVwAe4AAAsA7rXIoGzDjzYKEDIRAANMmWn9ki8sgxCBFr4BAAAAFQABAQEB"
     "EAIBAQMBCgcBAQgBAQoBAQAAACIAIAAeAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
@@ -442,7 +442,8 @@ def _gstreamer_reads(sps: list[SecurityPolicy]) -> list[list[str]]:
 
 def test_real_gstreamer_reads_our_forms() -> None:
     """GStreamer's gst_mikey_message_to_caps reads the GSTREAMER style right, and misreads an
-    RFC-correct 32-bit tag (param 11) as 80-bit: why the style exists (MIKEY-SPEC §10)."""
+    RFC-correct 32-bit tag (param 11) as 80-bit: why the style exists (docs/WIRE.md §GStreamer's
+    tag length in param 3)."""
     names = list(_GST_NAMES)
     gst_style = [sp_from_policy(NAMED_POLICIES[n], 0, style=SpStyle.GSTREAMER) for n in names]
     full_32 = sp_from_policy(AES_CM_128_HMAC_SHA1_32, 0, style=SpStyle.FULL)

@@ -1,6 +1,6 @@
 """MIKEY PRF (RFC 3830 §4.1.2) and key derivation tests.
 
-Oracles: the MIKEY-SPEC §4.8 vectors (cross-checked against minisip's compiled ``prf()``) and a
+Oracles: the docs/WIRE.md §PRF vectors (cross-checked against minisip's compiled ``prf()``) and a
 deliberately naive reference written here (HMAC built from hashlib by hand, byte by byte).
 """
 
@@ -91,7 +91,7 @@ def naive_prf(
 HASH = {PrfFunc.MIKEY_1: "sha1", PrfFunc.PRF_HMAC_SHA_256: "sha256"}
 
 
-# --- MIKEY-SPEC §4.8 vectors --------------------------------------------------------------------
+# --- docs/WIRE.md §PRF vectors -------------------------------------------------------------------
 
 
 def test_label_layout() -> None:
@@ -208,7 +208,7 @@ def test_prfkey_reusable_across_labels() -> None:
         assert bytes(key.derive(lab, 30)) == naive_prf("sha1", inkey, lab, 30)
 
 
-# --- §4.8 worked PSK example ----------------------------------------------------------------------
+# --- docs/WIRE.md §Worked PSK exchange -----------------------------------------------------------
 
 
 def test_transport_keys_worked_example() -> None:

@@ -1,4 +1,4 @@
-"""Timestamps and the replay guard (RFC 3830 §5.4, §6.6; MIKEY-SPEC §2.5, §5)."""
+"""Timestamps and the replay guard (RFC 3830 §5.4, §6.6; docs/WIRE.md §Timestamps)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def utc(*fields: int) -> float:
 
 
 def test_spec_vector_2024() -> None:
-    # MIKEY-SPEC §2.5: e93c7f0080000000 = 2024-01-01T00:00:00.5Z
+    # docs/WIRE.md §Timestamps: e93c7f0080000000 = 2024-01-01T00:00:00.5Z
     value = bytes.fromhex("e93c7f0080000000")
     when = dt.datetime.fromtimestamp(unix_from_ntp(value), dt.UTC)
     assert when == dt.datetime(2024, 1, 1, 0, 0, 0, 500000, tzinfo=dt.UTC)
@@ -61,7 +61,7 @@ def test_era_boundary() -> None:
 
 
 def test_genetec_filetime_reads_as_2037() -> None:
-    # MIKEY-SPEC §10: a Windows FILETIME in an NTP-UTC T decodes to 2037 in era 1.
+    # docs/WIRE.md §Windows FILETIME in an NTP-UTC T: it decodes to 2037 in era 1.
     year = dt.datetime.fromtimestamp(unix_from_ntp(bytes.fromhex("01D38E19CEF95C3D")), dt.UTC).year
     assert year == 2037
 

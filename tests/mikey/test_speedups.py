@@ -6,7 +6,7 @@ what those cannot reach: the C functions called directly, their argument checks,
 exchanges that must agree byte for byte.
 
 Oracles: ``hmac``/``hashlib`` and ``cryptography`` for the primitives, ``mikey.prf.PrfKey`` (the
-Python PRF, itself checked against the MIKEY-SPEC vectors and a naive HMAC in test_prf) for the
+Python PRF, itself checked against the docs/WIRE.md vectors and a naive HMAC in test_prf) for the
 PRF, ``pow`` and the Python Jacobi for the DH arithmetic, and ``mikey.codec``'s Python parser
 (itself checked against the spec vectors, GStreamer's and tshark's decodings in test_codec) for
 the fast parse of the common message.

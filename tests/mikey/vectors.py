@@ -1,8 +1,9 @@
 """Shared MIKEY test vectors, message builders and hypothesis strategies.
 
-Byte vectors cite where they come from: MIKEY-SPEC §4.8 (a PSK exchange computed with an
-independent PRF and decoded by tshark 4.0.17, byte-exact in minisip), GStreamer's own unit test
-``tests/check/libs/mikey.c`` (GStreamer/gstreamer), and the peer examples of MIKEY-SPEC §10.
+Byte vectors cite where they come from: docs/WIRE.md §Worked PSK exchange (a PSK exchange
+computed with an independent PRF and decoded by tshark 4.0.17, byte-exact in minisip),
+GStreamer's own unit test ``tests/check/libs/mikey.c`` (GStreamer/gstreamer), and the peer
+examples of docs/WIRE.md.
 The builders return :class:`mikey.codec.Message` objects of every composition RFC 3830 §3,
 RFC 4650 and RFC 4738 define; the strategies generate messages that a strict parser accepts, so
 ``parse_message(m.encode()) == m`` must hold for every example.
@@ -73,7 +74,7 @@ from mikey.registry import (
 
 from .certs import ca
 
-# --- MIKEY-SPEC §4.8: complete MIKEY-PSK exchange (RFC 3830 §3.1) -----------------------------
+# --- docs/WIRE.md §Worked PSK exchange (RFC 3830 §3.1) -----------------------------------------
 
 PSK_I_MESSAGE = base64.b64decode(
     "AQAFgBI0VngBAADerb7vAAAAAAsA6Tx/AIAAAAAKEAARIjNEVWZ3iJmqu8zd7v8BAAAAHgABAQEBEAIBAQMB"
@@ -86,7 +87,7 @@ PSK_ERROR_MESSAGE = bytes.fromhex(
     "0106050012345678010000deadbeef000000000c00e93c7f028000000009010000000113287e310d9f73c9410a"
     "ce026cea0b8f15bbf216"
 )
-# NULL-mode message (the GStreamer/ONVIF/live555 shape): TEK 30 bytes = key || salt, KV SPI.
+# docs/WIRE.md §NULL-mode message (the GStreamer/ONVIF/live555 shape): TEK = key || salt, KV SPI.
 NULL_MODE_MESSAGE = bytes.fromhex(
     "010005000102030401000011223344000000000b00e93c7f00800000000a1000112233445566778899aabbccddeeff"
     "010000001e00010101011002010103011404010e0501000701010801010a01010b010a000000270021001e0102030405"
@@ -126,7 +127,7 @@ GST_CREATE_PAYLOADS = (
     + bytes([0x00])  # MAC alg NULL
 )
 
-# --- MIKEY-SPEC §10: ONVIF / Genetec Omnicast SETUP example, reconstructed -------------------
+# --- docs/WIRE.md §PSK without RAND: ONVIF / Genetec Omnicast SETUP example, reconstructed ----
 # HDR, T, SP, KEMAC (no RAND); T holds a Windows FILETIME (2018-01-15) in an NTP-UTC T; TEK of
 # 30 bytes with KV SPI and a 4-byte MKI; SP with param 3 = 20 and param 11 = 10.
 GENETEC_FILETIME = bytes.fromhex("01d38e19cef95c3d")
@@ -154,7 +155,7 @@ def srtp_sp(policy_no: int = 0, **extra: int) -> SecurityPolicy:
 
 
 def genetec_message() -> bytes:
-    """The ONVIF/Genetec client SETUP shape of MIKEY-SPEC §10 (lenient only)."""
+    """The ONVIF/Genetec client SETUP shape of docs/WIRE.md §PSK without RAND (lenient only)."""
     kd = KeyData(KeyDataType.TEK, bytes(range(0x40, 0x5E)), None, KeySpi(b"\x00\x00\x00\x01"))
     msg = Message(
         Header(DataType.PSK_INIT, 0x5EED1234, (SrtpIdEntry(0, 0x0A0B0C0D, 0),)),

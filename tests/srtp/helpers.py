@@ -8,7 +8,7 @@ from mikey.keying import DataSaEntry, KeyingResult, Mode, RegistrationSa, Role, 
 from mikey.registry import PrfFunc, SrtpAuthAlg, SrtpEncrAlg
 
 SSRC = 0xDEADBEEF
-# MIKEY-SPEC §4.8: TEK / SALT of crypto session 1 of the complete MIKEY-PSK exchange.
+# docs/WIRE.md §Worked PSK exchange: TEK / SALT of crypto session 1.
 SPEC_TEK = bytes.fromhex("1b3c86914d2e99652f57470a969a845a")
 SPEC_SALT = bytes.fromhex("d4d883ced237bdca4ec8eb8235b1")
 
