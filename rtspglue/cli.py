@@ -24,10 +24,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from mikey.cli import CliError
-from mikey.cli_exchange import add_credential_options, config_from_args
 from mikey.errors import MikeyError
 from mikey.exchange import ExchangeConfig
+from mikey_cli import CliError, add_credential_options, config_from_args
 from srtp.gsa import AuditReport, GsaRegistry
 
 from .client import RtspClient

@@ -51,6 +51,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -59,13 +60,14 @@ from dataclasses import dataclass, field, replace
 from mikey.errors import MikeyError
 from mikey.exchange import (
     MODE_OF_INIT,
+    Endpoint,
     ExchangeCompleted,
     ExchangeConfig,
+    ExchangeRefused,
     Initiator,
     Responder,
     Rng,
     StreamSpec,
-    default_rng,
 )
 from mikey.identity import same_identity
 from mikey.keying import KeyingResult, Mode, RegistrationSa, Role
@@ -128,10 +130,27 @@ class KeyingSide:
 
 
 def _start_initiator(
-    config: ExchangeConfig, rng: Rng, now: float, streams: Sequence[StreamSpec], **kw: object
+    endpoint: Endpoint, now: float, streams: Sequence[StreamSpec], **kw: object
 ) -> tuple[Initiator, bytes]:
-    initiator = Initiator(config, rng)
+    initiator = Initiator(endpoint)
     return initiator, initiator.start(now, streams, **kw)  # type: ignore[arg-type]
+
+
+def _keys_of(outcome: ExchangeCompleted | ExchangeRefused) -> KeyingResult:
+    """The keys of a completed exchange; the refusal's error is raised."""
+    if not isinstance(outcome, ExchangeCompleted):
+        raise outcome.error
+    return outcome.result
+
+
+def _endpoint_of(endpoint: Endpoint | ExchangeConfig, allow_null_kemac: bool, rng: Rng) -> Endpoint:
+    """The binder's endpoint (its own, made with ``rng``, when given a configuration), under
+    the NULL-KEMAC profile when that is allowed."""
+    if not isinstance(endpoint, Endpoint):
+        endpoint = Endpoint(endpoint, rng)
+    if not allow_null_kemac:
+        return endpoint
+    return endpoint.with_config(_profile(endpoint.config, allow_null_kemac, endpoint.rng))
 
 
 def _profile(config: ExchangeConfig, allow_null_kemac: bool, rng: Rng) -> ExchangeConfig:
@@ -174,6 +193,7 @@ class _ServerSession:
     registration: RegistrationSa
     peer_identity: str | None
     peer_gsa: bool = False
+    peer_csb: int | None = None
     next_keys: KeyingResult | None = field(default=None, repr=False)
     switch_at: float = 0.0
     rekeys: int = 0
@@ -197,7 +217,7 @@ class MikeyServerKeying:
 
     def __init__(
         self,
-        config: ExchangeConfig,
+        endpoint: Endpoint | ExchangeConfig,
         *,
         registry: GsaRegistry | None = None,
         allow_null_kemac: bool = False,
@@ -205,7 +225,7 @@ class MikeyServerKeying:
         client_keys: bool = True,
         initial_roc: int = 0,
         clock: Clock = time.time,
-        rng: Rng = default_rng,
+        rng: Rng = os.urandom,
         max_pending: int = 4096,
         pending_ttl: float = 60.0,
         switch_delay: float = 0.2,
@@ -215,13 +235,13 @@ class MikeyServerKeying:
         describe_sources: int = 4096,
         describe_reuse_ttl: float = 10.0,
     ) -> None:
-        self.config = _profile(config, allow_null_kemac, rng)
+        self.endpoint = _endpoint_of(endpoint, allow_null_kemac, rng)
         self.registry = registry if registry is not None else GsaRegistry()
         self.server_keys = server_keys
         self.client_keys = client_keys
         self.initial_roc = initial_roc
         self.clock = clock
-        self.rng = rng
+        self.rng = self.endpoint.rng
         self.max_pending = max_pending
         self.pending_ttl = pending_ttl
         self.switch_delay = switch_delay
@@ -237,6 +257,15 @@ class MikeyServerKeying:
                 describe_rate, describe_burst, describe_sources
             )
         self.describe_stats = DescribeStats()
+
+    @property
+    def config(self) -> ExchangeConfig:
+        """The endpoint's MIKEY configuration (assigning one keeps the replay cache and CSBs)."""
+        return self.endpoint.config
+
+    @config.setter
+    def config(self, config: ExchangeConfig) -> None:
+        self.endpoint = self.endpoint.with_config(config)
 
     # -- identities ---------------------------------------------------------------------------
 
@@ -294,7 +323,7 @@ class MikeyServerKeying:
                 raise RateLimited(math.ceil(wait))
         stream = StreamSpec(media.ssrc, self.initial_roc, 0)
         try:
-            initiator, message = _start_initiator(self.config, self.rng, now, [stream])
+            initiator, message = _start_initiator(self.endpoint, now, [stream])
         except MikeyError:
             log.warning("cannot build the DESCRIBE MIKEY message", exc_info=False)
             return None
@@ -354,12 +383,12 @@ class MikeyServerKeying:
                 raise KeyMgmtFailure("no key management for this stream")  # RFC 4567 §3.2
             initiator, pending = pending.initiator, None
             try:
-                result = initiator.finish(message, now)
+                result = _keys_of(initiator.finish(message, now))
             except MikeyError:
                 raise KeyMgmtFailure("key management response refused") from None
             client = self._server_answer_identity(result.registration)
             if not self.identity_allowed(session.media.path, client):
-                result.wipe()
+                self.endpoint.discard(result)
                 raise KeyMgmtFailure("the client's identity may not key this presentation")
             self._establish(session, result, now, KeyingSide.SERVER, result.registration)
             return None
@@ -372,41 +401,38 @@ class MikeyServerKeying:
     def _setup_with_client_message(
         self, session: SessionContext, pending: _Pending | None, message: bytes, now: float
     ) -> str | None:
-        reply = Responder(self.config, self.rng).respond(message, now, local_ssrcs=(session.ssrc,))
+        reply = Responder(self.endpoint).respond(message, now, local_ssrcs=(session.ssrc,))
         if not isinstance(reply, ExchangeCompleted):
             raise KeyMgmtFailure("key management message refused")
         result = reply.result
         keys_ours = any(e.ssrc == session.ssrc for e in result.data_sa)
         if keys_ours or pending is None:
             if not keys_ours or not self.client_keys:
-                result.wipe()
-                self.config.csbs.forget(result.registration.csb_id)
+                self.endpoint.discard(result)
                 raise KeyMgmtFailure("the client's keys do not cover the server's stream")
             client = self._authenticated(result.registration.initiator_id)
             if not self.identity_allowed(session.media.path, client):
-                result.wipe()
-                self.config.csbs.forget(result.registration.csb_id)
+                self.endpoint.discard(result)
                 raise KeyMgmtFailure("the client's identity may not key this presentation")
             if pending is not None:
                 pending.initiator.abort()
             self._establish(session, result, now, KeyingSide.CLIENT, result.registration)
+            self.endpoint.commit(result)
         else:
             # Server keys stand; the I_MESSAGE keys the client's own streams (its RTCP).
             initiator = pending.initiator
             try:
                 if initiator.expects_response:
                     raise KeyMgmtFailure("the server's keys were not answered")
-                server_result = initiator.finish(None, now)
+                server_result = _keys_of(initiator.finish(None, now))
             except BaseException:
-                result.wipe()
-                self.config.csbs.forget(result.registration.csb_id)
+                self.endpoint.discard(result)
                 initiator.abort()
                 raise KeyMgmtFailure("the server's keys were not answered") from None
             client = self._server_answer_identity(server_result.registration)
             if not self.identity_allowed(session.media.path, client):
-                server_result.wipe()
-                result.wipe()
-                self.config.csbs.forget(result.registration.csb_id)
+                self.endpoint.discard(server_result)
+                self.endpoint.discard(result)
                 raise KeyMgmtFailure("the client's identity may not key this presentation")
             self._establish(
                 session, server_result, now, KeyingSide.SERVER, server_result.registration
@@ -417,7 +443,9 @@ class MikeyServerKeying:
                 self.registry.establish(_peer_key(session), result, now)
             except SrtpError:
                 raise KeyMgmtFailure("the client's keys cannot be used") from None
+            self.endpoint.commit(result)
             state.peer_gsa = True
+            state.peer_csb = result.registration.csb_id
         if reply.answer is None:
             return None
         return format_keymgmt([KeyMgmtSpec("mikey", session.media.control, reply.answer)])
@@ -508,7 +536,7 @@ class MikeyServerKeying:
         self, session: SessionContext, state: _ServerSession, message: bytes, owner: str | None
     ) -> None:
         now = self.clock()
-        reply = Responder(self.config, self.rng).respond(
+        reply = Responder(self.endpoint).respond(
             message,
             now,
             local_ssrcs=(state.ssrc,),
@@ -518,12 +546,14 @@ class MikeyServerKeying:
         if not isinstance(reply, ExchangeCompleted):
             raise KeyMgmtFailure("re-key refused")
         if state.next_keys is not None:
-            state.next_keys.wipe()
+            self.endpoint.discard(state.next_keys)
             state.next_keys = None
         try:
             self.registry.rekey(session.session_id, reply.result, now, outbound_ssrcs={state.ssrc})
         except SrtpError:
+            self.endpoint.discard(reply.result)
             raise KeyMgmtFailure("re-key cannot be applied") from None
+        self.endpoint.commit(reply.result)
         state.registration = reply.result.registration
         state.rekeys += 1
 
@@ -550,17 +580,16 @@ class MikeyServerKeying:
             raise KeyMgmtFailure("this MIKEY mode cannot be re-keyed without a response")
         try:
             initiator, message = _start_initiator(
-                config,
-                self.rng,
+                self.endpoint.with_config(config),
                 now,
                 [StreamSpec(state.ssrc, roc, 0)],
                 rekey_of=state.registration,
             )
-            result = initiator.finish(None, now)
+            result = _keys_of(initiator.finish(None, now))
         except MikeyError:
             raise KeyMgmtFailure("cannot build a MIKEY message") from None
         if state.next_keys is not None:
-            state.next_keys.wipe()
+            self.endpoint.discard(state.next_keys)
         state.next_keys = result
         state.switch_at = now + self.switch_delay
         return message
@@ -578,9 +607,12 @@ class MikeyServerKeying:
         state = session.keying_state
         if isinstance(state, _ServerSession):
             if state.next_keys is not None:
-                state.next_keys.wipe()
+                self.endpoint.discard(state.next_keys)
                 state.next_keys = None
-            self.config.csbs.forget(state.registration.csb_id)
+            # the CSBs end with the session: nobody may re-key them any more (RFC 3830 §4.5)
+            self.endpoint.forget(state.registration.csb_id)
+            if state.peer_csb is not None:
+                self.endpoint.forget(state.peer_csb)
             if state.peer_gsa:
                 self.registry.teardown(_peer_key(session), gsa_reason(reason), now)
         self.registry.teardown(session.session_id, gsa_reason(reason), now)
@@ -618,21 +650,21 @@ class MikeyClientKeying:
 
     def __init__(
         self,
-        config: ExchangeConfig,
+        endpoint: Endpoint | ExchangeConfig,
         *,
         registry: GsaRegistry | None = None,
         allow_null_kemac: bool = False,
         client_keys: bool = False,
         clock: Clock = time.time,
-        rng: Rng = default_rng,
+        rng: Rng = os.urandom,
         key: str | None = None,
     ) -> None:
-        self.config = _profile(config, allow_null_kemac, rng)
+        self.endpoint = _endpoint_of(endpoint, allow_null_kemac, rng)
         self.null_kemac = allow_null_kemac
         self.registry = registry if registry is not None else GsaRegistry()
         self.client_keys = client_keys
         self.clock = clock
-        self.rng = rng
+        self.rng = self.endpoint.rng
         self.key = key or f"rtsp-client-{next(_client_ids)}"
         self.stats = ClientKeyingStats()
         self.side: str | None = None
@@ -643,6 +675,15 @@ class MikeyClientKeying:
         self._answered: KeyingResult | None = None
         self._own: KeyingResult | None = None
 
+    @property
+    def config(self) -> ExchangeConfig:
+        """The endpoint's MIKEY configuration (assigning one keeps the replay cache and CSBs)."""
+        return self.endpoint.config
+
+    @config.setter
+    def config(self, config: ExchangeConfig) -> None:
+        self.endpoint = self.endpoint.with_config(config)
+
     # -- SETUP --------------------------------------------------------------------------------
 
     def setup_key_mgmt(self, control: str, offered: tuple[KeyMgmtSpec, ...]) -> bytes | None:
@@ -651,7 +692,7 @@ class MikeyClientKeying:
         now = self.clock()
         specs = _mikey_specs(offered)
         if specs and not self.client_keys:
-            reply = Responder(self.config, self.rng).respond(specs[0].data, now)
+            reply = Responder(self.endpoint).respond(specs[0].data, now)
             if not isinstance(reply, ExchangeCompleted):
                 raise KeyMgmtFailure("the server's key management message was refused")
             self._answered = reply.result
@@ -661,12 +702,12 @@ class MikeyClientKeying:
             # GStreamer form: key our own (RTCP) SSRC the way rtspsrc does.
             self.own_ssrc = int.from_bytes(self.rng(4), "big") or 1
             initiator, message = _start_initiator(
-                self.config, self.rng, now, [StreamSpec(self.own_ssrc, 0, 0)]
+                self.endpoint, now, [StreamSpec(self.own_ssrc, 0, 0)]
             )
-            self._own = initiator.finish(None, now)
+            self._own = _keys_of(initiator.finish(None, now))
             return message
         try:
-            initiator, message = _start_initiator(self.config, self.rng, now, [StreamSpec(0, 0, 0)])
+            initiator, message = _start_initiator(self.endpoint, now, [StreamSpec(0, 0, 0)])
         except MikeyError:
             raise KeyMgmtFailure("cannot build the key management message") from None
         self._initiator = initiator
@@ -681,7 +722,7 @@ class MikeyClientKeying:
             specs = _mikey_specs(keymgmt)
             answer = specs[0].data if specs and initiator.expects_response else None
             try:
-                result = initiator.finish(answer, now)
+                result = _keys_of(initiator.finish(answer, now))
             except MikeyError:
                 raise KeyMgmtFailure("the server's key management answer was refused") from None
         elif self._answered is not None:
@@ -693,7 +734,7 @@ class MikeyClientKeying:
             and result.data_sa
             and all(e.ssrc not in (0, ssrc) for e in result.data_sa)
         ):
-            result.wipe()
+            self.endpoint.discard(result)
             raise KeyMgmtFailure("the keys do not cover the server's stream")
         own, self._own = self._own, None
         try:
@@ -703,6 +744,7 @@ class MikeyClientKeying:
         except SrtpError:
             self.registry.teardown(self.key, GsaReason.SETUP_FAILED, now)
             raise KeyMgmtFailure("the negotiated keys cannot be used") from None
+        self.endpoint.commit(result)  # when we answered the server's keys: its CSB is ours
         self.registration = result.registration
 
     def unprotector(self, ssrc: int | None) -> Callable[[bytes], bytes]:
@@ -767,8 +809,10 @@ class MikeyClientKeying:
         if reg.role is Role.RESPONDER:
             config = replace(config, peer_identity=reg.initiator_id or config.peer_identity)
         try:
-            initiator, message = _start_initiator(config, self.rng, now, streams, rekey_of=reg)
-            result = initiator.finish(None, now)
+            initiator, message = _start_initiator(
+                self.endpoint.with_config(config), now, streams, rekey_of=reg
+            )
+            result = _keys_of(initiator.finish(None, now))
         except MikeyError:
             raise KeyMgmtFailure("cannot build the re-key message") from None
         try:
@@ -791,7 +835,7 @@ class MikeyClientKeying:
             raise KeyMgmtFailure("no keyed session")
         server = reg.initiator_id if reg.role is Role.RESPONDER else reg.responder_id
         now = self.clock()
-        reply = Responder(self.config, self.rng).respond(
+        reply = Responder(self.endpoint).respond(
             message, now, expected_csb=reg.csb_id, expected_initiator=server
         )
         if not isinstance(reply, ExchangeCompleted):
@@ -799,7 +843,9 @@ class MikeyClientKeying:
         try:
             self.registry.rekey(self.key, reply.result, now)
         except SrtpError:
+            self.endpoint.discard(reply.result)
             raise KeyMgmtFailure("re-key cannot be applied") from None
+        self.endpoint.commit(reply.result)
         self.stats.rekeys += 1
         return reply.result
 
@@ -816,7 +862,7 @@ class MikeyClientKeying:
     def _end(self, reason: GsaReason) -> None:
         self._discard_pending()
         if self.registration is not None:
-            self.config.csbs.forget(self.registration.csb_id)
+            self.endpoint.forget(self.registration.csb_id)
         self.registry.teardown(self.own_key, reason, self.clock())
         event = self.registry.teardown(self.key, reason, self.clock())
         if event is not None and self.torn_down is None:
@@ -827,7 +873,5 @@ class MikeyClientKeying:
             self._initiator.abort()
             self._initiator = None
         for result in (self._answered, self._own):
-            if result is not None:
-                result.wipe()
-                self.config.csbs.forget(result.registration.csb_id)
+            self.endpoint.discard(result)  # staged, never committed: nothing to forget
         self._answered = self._own = None

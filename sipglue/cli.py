@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mikey.cli import CliError
-from mikey.cli_exchange import add_credential_options, config_from_args
 from mikey.exchange import ExchangeConfig
+from mikey_cli import CliError, add_credential_options, config_from_args
 from srtp.gsa import GsaRegistry
 
 from .errors import CallError, SipError, SipParseError

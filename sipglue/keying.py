@@ -51,6 +51,7 @@ import binascii
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -58,13 +59,13 @@ from dataclasses import dataclass, field, replace
 
 from mikey.errors import MikeyError
 from mikey.exchange import (
+    Endpoint,
     ExchangeCompleted,
     ExchangeConfig,
     Initiator,
     Responder,
     Rng,
     StreamSpec,
-    default_rng,
 )
 from mikey.keying import DataSaEntry, KeyingResult, Mode, RegistrationSa, Role
 from mikey.registry import ErrorNo
@@ -317,31 +318,35 @@ def _split(result: KeyingResult, ssrc: int) -> tuple[KeyingResult | None, Keying
 class MikeyCallKeying:
     """MIKEY-keyed SRTP for SIP calls; see the module docstring.
 
-    ``config`` is this endpoint's MIKEY configuration (one per UA: its replay cache and CSB table
-    are shared by every call). ``local_media`` tells the UAS where its audio lives for a call
-    (default: ``address`` port 9, a random SSRC, i.e. keys without media). ``key_mgmt_at_media``
+    ``endpoint`` is this party's MIKEY endpoint (one per UA: its replay cache and CSB table are
+    shared by every call); given an :class:`ExchangeConfig`, the binder makes its own endpoint
+    with ``rng`` (the OS's randomness by default). ``local_media`` tells the UAS where its
+    audio lives for a call (default: ``address`` port 9, a random SSRC, i.e. keys without
+    media). ``key_mgmt_at_media``
     puts our offers' ``a=key-mgmt`` at media level instead of session level (tshark decodes only
     the session level). ``clock`` gives the MIKEY ``now`` (Unix seconds).
     """
 
     def __init__(
         self,
-        config: ExchangeConfig,
+        endpoint: Endpoint | ExchangeConfig,
         *,
         registry: GsaRegistry | None = None,
         local_media: LocalMediaFactory | None = None,
         address: str = "127.0.0.1",
         key_mgmt_at_media: bool = False,
         clock: Clock = time.time,
-        rng: Rng = default_rng,
+        rng: Rng = os.urandom,
         max_pending: int = 1024,
     ) -> None:
-        self.config = config
+        if not isinstance(endpoint, Endpoint):
+            endpoint = Endpoint(endpoint, rng)
+        self.endpoint = endpoint
         self.registry = registry if registry is not None else GsaRegistry()
         self.address = address
         self.key_mgmt_at_media = key_mgmt_at_media
         self.clock = clock
-        self.rng = rng
+        self.rng = endpoint.rng
         self.max_pending = max_pending
         self._local_media = local_media or self._default_media
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
@@ -350,6 +355,15 @@ class MikeyCallKeying:
         self._events: deque[KeyingEvent] = deque(maxlen=4096)
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
+
+    @property
+    def config(self) -> ExchangeConfig:
+        """The endpoint's MIKEY configuration (assigning one keeps the replay cache and CSBs)."""
+        return self.endpoint.config
+
+    @config.setter
+    def config(self, config: ExchangeConfig) -> None:
+        self.endpoint = self.endpoint.with_config(config)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -396,8 +410,8 @@ class MikeyCallKeying:
         """An initiator expecting ``peer`` as the responder, unless the config names one."""
         config = self.config
         if peer is not None and config.peer_identity is None:
-            config = replace(config, peer_identity=peer)
-        return Initiator(config, self.rng)
+            return Initiator(self.endpoint.with_config(replace(config, peer_identity=peer)))
+        return Initiator(self.endpoint)
 
     # -- UAC ---------------------------------------------------------------------------------
 
@@ -468,10 +482,10 @@ class MikeyCallKeying:
         roc = gsa.outbound[keys.local.ssrc].roc if keys.local.ssrc in gsa.outbound else 0
         streams = (StreamSpec(keys.local.ssrc, roc), StreamSpec(keys.remote_ssrc))
         owner = _peer_identity(keys.registration)
-        config = self.config
+        endpoint = self.endpoint
         if owner is not None:
-            config = replace(config, peer_identity=owner)
-        initiator = Initiator(config, self.rng)
+            endpoint = endpoint.with_config(replace(self.config, peer_identity=owner))
+        initiator = Initiator(endpoint)
         try:
             data = _b64(
                 initiator.start(self.clock(), streams, rekey_of=gsa.rekey_sa or gsa.registration)
@@ -554,11 +568,14 @@ class MikeyCallKeying:
         if initiator.expects_response:
             if len(got) != 1:
                 raise KeyingError("the answer carries no MIKEY response")
-            result = initiator.finish(_mikey_data(got[0]), now)
+            outcome = initiator.finish(_mikey_data(got[0]), now)
         else:
             if got:  # see module docstring: no response in this mode, so none may come
                 raise KeyingError("unexpected MIKEY data in the answer")
-            result = initiator.finish(None, now)
+            outcome = initiator.finish(None, now)
+        if not isinstance(outcome, ExchangeCompleted):
+            raise outcome.error
+        result = outcome.result
         local = pending.local
         remote = [e.ssrc for e in result.data_sa if e.ssrc != local.ssrc]
         if pending.rekey_of is not None:
@@ -608,7 +625,7 @@ class MikeyCallKeying:
         if call.ended or key is None:
             # cancelled while we waited: the UA discards this answer; nothing gets keyed
             return self._answer(offer, local, None)
-        responder = Responder(self.config, self.rng)
+        responder = Responder(self.endpoint)
         reply = responder.respond(
             data,
             self.clock(),
@@ -633,13 +650,14 @@ class MikeyCallKeying:
             raise self._refuse(
                 call, status_for(reply.error), warning, body, detail=_sentence(reply.error)
             )
+        # The result is staged: its CSB is recorded only once the call's keys are installed.
         result = reply.result
         try:
             answer = self._answer(
                 offer, local, _b64(reply.answer) if reply.answer is not None else None
             )
         except SdpError as exc:
-            result.wipe()
+            self.endpoint.discard(result)
             raise self._refuse(call, exc_status(exc), f"SDP: {exc}") from None
         now = self.clock()
         try:
@@ -648,7 +666,9 @@ class MikeyCallKeying:
             else:
                 self.registry.establish(key, result, now, outbound_ssrcs={local.ssrc})
         except SrtpError as exc:
+            self.endpoint.discard(result)
             raise self._refuse(call, 488, f"MIKEY: SRTP {type(exc).__name__}") from None
+        self.endpoint.commit(result)
         if existing is None:
             remote = [e.ssrc for e in result.data_sa if e.ssrc != local.ssrc]
             self.calls[key] = CallKeys(
@@ -733,7 +753,7 @@ class MikeyCallKeying:
         keys = self.calls.pop(key, None)
         if keys is not None and keys.role is Role.RESPONDER:
             # the CSB ends with the call: only re-keys of a live call may name it (RFC 3830 §4.5)
-            self.config.csbs.forget(keys.registration.csb_id)
+            self.endpoint.forget(keys.registration.csb_id)
         event = self.registry.teardown(key, gsa_reason(reason), self.clock())
         if event is not None:
             self._events.append(CallKeysTornDown(key, event.reason))

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -27,10 +27,9 @@ import mikey
 import mikey._accel
 from mikey import codec as mikey_codec
 from mikey.codec import parse_message as parse_mikey
-from mikey.exchange import CsbTable, ExchangeCompleted, ExchangeConfig, ExchangeRefused, Responder
+from mikey.exchange import Endpoint, ExchangeCompleted, ExchangeConfig, ExchangeRefused, Responder
 from mikey.keying import Mode
 from mikey.pki import Credentials, StaticPskStore, TrustStore
-from mikey.replay import ReplayGuard
 from mikey_cli.render import describe_payload
 from rtspglue.errors import RtspError
 from rtspglue.keymgmt import parse_key_mgmt_attribute, parse_keymgmt, parse_set_parameter_keying
@@ -288,8 +287,8 @@ def respond(
 
     ``gstreamer`` uses the opt-in NULL-KEMAC lenient profile (the form gst-rtsp-server parses).
     """
-    cfg = replace(_responder_config(mode, gstreamer), replay=ReplayGuard(), csbs=CsbTable())
-    reply = Responder(cfg, _responder_rng).respond(data, NOW + 0.5, local_ssrcs=LOCAL_SSRCS)
+    fresh = Endpoint(_responder_config(mode, gstreamer), _responder_rng)
+    reply = Responder(fresh).respond(data, NOW + 0.5, local_ssrcs=LOCAL_SSRCS)
     if isinstance(reply, ExchangeCompleted):
         reply.result.wipe()
         _check_answer(reply.answer)

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mikey.codec import parse_message as parse_mikey
 from mikey.exchange import (
+    Endpoint,
     ExchangeCompleted,
     ExchangeRefused,
     Initiator,
@@ -92,9 +93,9 @@ def exchanges() -> dict[Mode, list[tuple[bytes, bytes | None]]]:
                     extra.setdefault("dh_group", DhGroup.OAKLEY_2 if seed % 2 else DhGroup.OAKLEY_5)
                 init_cfg = replace(init_cfg, **extra)  # type: ignore[arg-type]
                 resp_cfg = replace(resp_cfg, **extra)  # type: ignore[arg-type]
-                initiator = Initiator(init_cfg, _rng(seed))  # type: ignore[arg-type]
+                initiator = Initiator(Endpoint(init_cfg, _rng(seed)))  # type: ignore[arg-type]
                 i_msg = initiator.start(NOW, streams)
-                reply = Responder(resp_cfg, _rng(seed + 1000)).respond(  # type: ignore[arg-type]
+                reply = Responder(Endpoint(resp_cfg, _rng(seed + 1000))).respond(  # type: ignore[arg-type]
                     i_msg, NOW + 0.5, local_ssrcs=[0x5678, 0x9ABC]
                 )
                 if isinstance(reply, ExchangeRefused):
@@ -236,7 +237,7 @@ def gstreamer_offers() -> list[bytes]:
         [(StreamSpec(0x1234, 0, 0),), (StreamSpec(0x1234, 0, 0), StreamSpec(0x4321, 7, 0))], 500
     ):
         init_cfg = exchange_configs(Mode.PSK)[0].gstreamer_profile()
-        out.append(Initiator(init_cfg, _rng(seed)).start(NOW, streams))  # type: ignore[arg-type]
+        out.append(Initiator(Endpoint(init_cfg, _rng(seed))).start(NOW, streams))  # type: ignore[arg-type]
     return out
 
 

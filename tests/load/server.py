@@ -126,8 +126,8 @@ class SipSut:
         self.events += len(self.keying.drain_events()) + len(self.registry.drain_events())
         return {
             "events": self.events,
-            "replay_entries": len(self.keying.config.replay),
-            "csb_entries": len(self.keying.config.csbs),
+            "replay_entries": len(self.keying.endpoint.replay),
+            "csb_entries": len(self.keying.endpoint.csbs),
             "offered": self.offered,
             "peak_keyed": self.peak_keyed,
             "ended": dict(self.ended),

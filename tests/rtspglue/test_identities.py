@@ -31,7 +31,7 @@ from rtspglue.server import RtspServer
 from srtp import _libsrtp
 from srtp.gsa import Gsa, GsaRegistry
 from tests.mikey import certs
-from tests.mikey.pair import ALICE, BOB, PSK, configs
+from tests.mikey.pair import ALICE, BOB, PSK, configs, ep
 from tests.rtspglue.rig import decrypts_on
 
 MALLORY = "sip:mallory@example.com"
@@ -105,7 +105,7 @@ async def test_client_refuses_a_server_rekey_by_a_third_identity(
             await decrypts_on(client, keying)
             assert keying.registration is not None and client.ssrc is not None
             before = _snapshot(creg.get(keying.key))
-            forged = Initiator(mallory).start(
+            forged = Initiator(ep(mallory)).start(
                 time.time(),
                 [StreamSpec(client.ssrc, 0, 0)],  # the stream has not wrapped: ROC 0
                 csb_id=keying.registration.csb_id,
@@ -150,7 +150,7 @@ async def test_required_identity_with_client_keys(mode: Mode) -> None:
     )
     sources = {"/tone": lambda: ToneSource(700), "/open": lambda: ToneSource(900)}
     async with RtspServer(sources, keying=skeying) as server:
-        csbs = len(server_cfg.csbs)
+        csbs = len(skeying.endpoint.csbs)
         for who, path, allowed in [
             ("carol", "tone", False),
             ("alice", "tone", True),
@@ -163,7 +163,7 @@ async def test_required_identity_with_client_keys(mode: Mode) -> None:
                         await client.setup(interleaved=True)
                     assert info.value.status == 463
                     assert not server.sessions and sreg.audit().live_gsas == 0
-                    assert len(server_cfg.csbs) == csbs  # nothing kept of the exchange
+                    assert len(skeying.endpoint.csbs) == csbs  # nothing kept of the exchange
                     assert skeying.refused == 1
                 else:
                     await client.setup(interleaved=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from mikey.codec import parse_message
-from mikey.exchange import CsbTable, ExchangeConfig
+from mikey.exchange import ExchangeConfig
 from mikey.keying import Mode
 from mikey.pki import StaticPskStore
 from rtspglue.client import RtspClient
@@ -403,7 +403,7 @@ def test_pending_describe_exchanges_are_bounded() -> None:
 async def test_200_concurrent_keyed_sessions_audit_to_zero() -> None:
     # One anonymous PSK config serves both roles, so clients may provide keys or answer them.
     shared = ExchangeConfig(psk=StaticPskStore({}, default=bytes(range(16))))
-    server_cfg, client_cfg = shared, replace(shared, csbs=CsbTable())
+    server_cfg, client_cfg = shared, shared  # each binder owns its endpoint
     # The idle timeout is 10x the longest planned pause before TEARDOWN, so a loaded machine
     # (200 clients on 2 cores, other suites running) cannot reap a session that is about to be
     # torn down; with 0.5 s one TEARDOWN met 454 in a clean-clone run.

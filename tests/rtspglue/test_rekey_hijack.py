@@ -24,6 +24,7 @@ from rtspglue.keying import MikeyClientKeying, MikeyServerKeying
 from rtspglue.media import ToneSource
 from rtspglue.server import RtspServer
 from srtp.gsa import GsaRegistry
+from tests.mikey.pair import ep
 
 ALICE, MALLORY, SERVER = "sip:alice@example.com", "sip:mallory@example.com", "rtsp:server"
 K_ALICE, K_MALLORY = bytes(range(16)), bytes(range(100, 116))
@@ -75,7 +76,7 @@ async def test_rekey_of_another_users_session_is_refused(client_keys: bool) -> N
             before = bytes(gsa.outbound[ssrc].entries[-1].master_key)
 
             # Mallory: a valid MIKEY update for Alice's CSB, authenticated with her own PSK
-            forged = Initiator(_config(MALLORY, K_MALLORY)).start(
+            forged = Initiator(ep(_config(MALLORY, K_MALLORY))).start(
                 time.time(), [StreamSpec(ssrc, 0, 0)], csb_id=csb
             )
             # ... sent on her own connection with Alice's session id (known or sniffed)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from mikey.exchange import CsbTable, ExchangeConfig, Initiator, StreamSpec
+from mikey.exchange import ExchangeConfig, Initiator, StreamSpec
 from mikey.keying import Mode
 from mikey.pki import StaticPskStore
 from rtspglue.client import RtspClient
@@ -34,7 +34,7 @@ from rtspglue.message import RtspResponse
 from rtspglue.server import RtspServer
 from srtp import _libsrtp
 from srtp.gsa import Gsa, GsaRegistry
-from tests.mikey.pair import configs
+from tests.mikey.pair import configs, ep
 from tests.rtspglue.rig import RawConnection, decrypts_on, keymgmt_body, mikey_body, parameters
 
 ANON_PSK = bytes(range(16))
@@ -136,12 +136,12 @@ async def test_get_parameter_mikey_from_another_connection_is_454_and_changes_no
 async def test_set_parameter_keys_from_another_connection_are_454(style: str) -> None:
     # Anonymous PSK: the session's keying identity is None, so nobody may re-key it from
     # another connection, not even with a message the server would accept on the owner's.
-    async with _victim(_anonymous(), replace(_anonymous(), csbs=CsbTable()), client_keys=True) as v:
+    async with _victim(_anonymous(), _anonymous(), client_keys=True) as v:
         before = _snapshot(v.gsa)
         ssrc = v.client.ssrc
         assert ssrc is not None
         # Mallory knows the shared PSK: a valid update of the victim's CSB with keys of hers.
-        forged = Initiator(_anonymous()).start(
+        forged = Initiator(ep(_anonymous())).start(
             time.time(), [StreamSpec(ssrc, 0, 0)], csb_id=v.gsa.csb_id
         )
         control = v.client.media.control if v.client.media else v.server.url("tone")
@@ -161,7 +161,7 @@ async def test_set_parameter_keys_from_another_connection_are_454(style: str) ->
 
 
 async def test_reconnect_without_identity_is_454_but_same_message_works_on_own_connection() -> None:
-    async with _victim(_anonymous(), replace(_anonymous(), csbs=CsbTable()), client_keys=True) as v:
+    async with _victim(_anonymous(), _anonymous(), client_keys=True) as v:
         before = _snapshot(v.gsa)
         message = v.keying.rekey_message()  # genuine, from the victim itself
         url = v.server.url("tone")
@@ -219,7 +219,7 @@ async def test_another_identity_from_a_new_connection_is_454() -> None:
             peer_identity="sip:bob@example.com",
             psk=StaticPskStore({"sip:bob@example.com": k_carol}),
         )
-        forged = Initiator(carol_cfg).start(
+        forged = Initiator(ep(carol_cfg)).start(
             time.time(), [StreamSpec(ssrc, 0, 0)], csb_id=v.gsa.csb_id
         )
         url = v.server.url("tone")
@@ -235,7 +235,7 @@ async def test_another_identity_from_a_new_connection_is_454() -> None:
 async def test_plain_requests_from_another_connection_are_unchanged() -> None:
     # Binding covers keying only: a keep-alive from elsewhere is still answered (RFC 2326 allows
     # a session to span connections), without revealing anything about keys.
-    async with _victim(_anonymous(), replace(_anonymous(), csbs=CsbTable()), client_keys=True) as v:
+    async with _victim(_anonymous(), _anonymous(), client_keys=True) as v:
         async with RawConnection(v.server.port) as other:
             alive = await other.ask(
                 "GET_PARAMETER", v.server.url("tone"), (("Session", v.session_id),)

@@ -45,7 +45,7 @@ from srtp.errors import SrtpError
 from srtp.gsa import GsaRegistry
 from srtp.gsa import TeardownReason as GsaReason
 from tests.mikey import certs
-from tests.mikey.pair import ALICE, BOB, PSK, configs
+from tests.mikey.pair import ALICE, BOB, PSK, configs, ep
 
 from .helpers import Recorder
 from .helpers import offer as toy_offer
@@ -72,7 +72,7 @@ def assert_nothing_keyed(side: Side, csbs_before: int = 0) -> None:
     report = side.registry.audit()
     assert report.live_gsas == 0 and report.unwiped_buffers == 0
     assert side.keying.calls == {} and side.keying.pending == 0
-    assert len(side.keying.config.csbs) == csbs_before
+    assert len(side.keying.endpoint.csbs) == csbs_before
 
 
 def final_of(side: Side) -> Response:
@@ -251,7 +251,7 @@ class Impostor:
     async def on_offer(self, call: Call, offer: SessionDescription) -> SessionDescription:
         (attr,) = offer.effective_key_mgmt(0)
         now = time.time()
-        reply = LyingResponder(self.config).respond(
+        reply = LyingResponder(ep(self.config)).respond(
             base64.b64decode(attr.data), now, local_ssrcs=[self.ssrc]
         )
         assert isinstance(reply, ExchangeCompleted) and reply.answer is not None
@@ -450,13 +450,15 @@ async def test_reinvite_hijack_by_third_party_is_refused(
     inbound_before = [
         bytes(e.master_key) for s in uas.registry.get(remote.id).streams() for e in s.entries
     ]
-    csbs_before = len(uas.keying.config.csbs)
+    csbs_before = len(uas.keying.endpoint.csbs)
 
     # mallory: the dialog's Call-ID, tags and CSeq, the CSB ID and both SSRCs (all on the wire)
     reg = uac.registry.get(call.id).registration
     streams = (StreamSpec(uac.keying.keys(call).local.ssrc), StreamSpec(bob_keys.local.ssrc))
     rekey_of = None if variant.endswith("new-csb") else reg
-    i_message = Initiator(_attacker(mode, variant)).start(time.time(), streams, rekey_of=rekey_of)
+    i_message = Initiator(ep(_attacker(mode, variant))).start(
+        time.time(), streams, rekey_of=rekey_of
+    )
     sdp = build_audio_offer(
         "127.0.0.1", 40000, session_id=7,
         key_mgmt=[KeyMgmtAttr("mikey", base64.b64encode(i_message).decode())],
@@ -480,7 +482,7 @@ async def test_reinvite_hijack_by_third_party_is_refused(
     assert uas.registry.get(remote.id).registration.csb_id == reg.csb_id
     after = [bytes(e.master_key) for s in uas.registry.get(remote.id).streams() for e in s.entries]
     assert after == inbound_before
-    assert len(uas.keying.config.csbs) == csbs_before
+    assert len(uas.keying.endpoint.csbs) == csbs_before
     assert uas.registry.audit().live_gsas == 1
     # and the victim's media still flows both ways under the call's keys
     assert _decrypted(uac, call, uas, remote, 1) == 10

@@ -218,10 +218,9 @@ async def test_mode_not_run_here_refused_606(sides: list[Side]) -> None:
     # the body carries the MIKEY error message at the offer's (session) level
     body = SessionDescription.parse(final.body)
     (attr,) = body.key_mgmt(None)
-    from mikey_cli import mikey_bytes_from_text
-
     from mikey.codec import parse_message
     from mikey.registry import DataType
+    from mikey_cli import mikey_bytes_from_text
 
     assert parse_message(mikey_bytes_from_text(attr.data)).data_type == DataType.ERROR
     assert all(m.port == 0 for m in body.media)
