@@ -25,13 +25,14 @@ import pytest
 
 from mikey.exchange import ExchangeCompleted, ExchangeRefused, Initiator, Responder, StreamSpec
 from mikey.keying import KeyingResult, Mode
-from mikey.pki import StaticPskStore
+from mikey.pki import StaticPskStore, TrustStore
 from mikey_cli import refusal_reason
 from rtspglue.client import RtspClient
 from rtspglue.keying import MikeyClientKeying, MikeyServerKeying
 from rtspglue.media import ToneSource
 from rtspglue.server import RtspServer
 from srtp.gsa import GsaRegistry, TeardownReason
+from tests.mikey import certs
 from tests.mikey.pair import NOW, PSK, configs, ep, keys
 
 MODES = list(Mode)
@@ -169,8 +170,11 @@ def _refusals(mode: Mode, i_msg: bytes) -> Iterator[tuple[str, Callable[[], obje
         lambda: Responder(ep(resp_cfg), Recorder(5)).respond(bytes(flipped), NOW + 0.5),
     )
     yield "stale", lambda: Responder(ep(resp_cfg), Recorder(6)).respond(i_msg, NOW + 3600)
-    wrong = replace(resp_cfg, psk=StaticPskStore({"sip:alice@example.com": bytes(16)}))
-    yield "wrong-psk", lambda: Responder(ep(wrong), Recorder(7)).respond(i_msg, NOW + 0.5)
+    if mode in (Mode.PSK, Mode.DHHMAC):
+        wrong = replace(resp_cfg, psk=StaticPskStore({"sip:alice@example.com": bytes(16)}))
+    else:  # the signed modes: a trust store that does not know the initiator's CA
+        wrong = replace(resp_cfg, trust=TrustStore([certs.other_ca().cert]))
+    yield "wrong-key", lambda: Responder(ep(wrong), Recorder(7)).respond(i_msg, NOW + 0.5)
     yield "truncated", lambda: Responder(ep(resp_cfg), Recorder(8)).respond(i_msg[:-9], NOW + 0.5)
     yield (
         "signalled-other",

@@ -216,8 +216,7 @@ class Responder(Machine):
     ) -> tuple[KeyingResult, bytes | None]:
         cfg = self.config
         endpoint = self.endpoint
-        msg, spec, prf = self._decode(raw)
-        ctx.msg = msg
+        msg, spec, prf = self._decode(raw, ctx)
         known = endpoint.csbs.get(msg.csb_id)
         if expected_csb is not None and msg.csb_id != expected_csb:
             raise ProtocolError(
@@ -271,12 +270,13 @@ class Responder(Machine):
         )
         return KeyingResult(reg, data_sa, rekey=known is not None), answer
 
-    def _decode(self, raw: bytes) -> tuple[Message, ModeSpec, PrfFunc]:
-        """decode: an I_MESSAGE of our mode, a PRF we run, an SRTP-ID map."""
+    def _decode(self, raw: bytes, ctx: _RespCtx) -> tuple[Message, ModeSpec, PrfFunc]:
+        """decode: an I_MESSAGE of our mode, a PRF we run, an SRTP-ID map. Once it parses, the
+        message is what an ERR answer refers to (ctx.msg), whatever is refused next."""
         cfg = self.config
         if len(raw) < 10:
             raise DecodeError("message too short for a MIKEY header", 0)
-        msg = parse_initiator_message(raw, cfg)
+        msg = ctx.msg = parse_initiator_message(raw, cfg)
         mode = MODE_OF_INIT.get(msg.data_type)  # type: ignore[call-overload]
         if mode is None:
             raise ProtocolError(

@@ -439,3 +439,24 @@ async def test_key_mgmt_at_media_level(sides: list[Side]) -> None:
     await remote.bye()
     await asyncio.wait_for(call.wait_terminated(), 5)
     assert_clean(uac, uas)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("mode", [Mode.PSK, Mode.DH])
+async def test_call_refused_after_the_exchange_leaves_no_csb(sides: list[Side], mode: Mode) -> None:
+    """The MIKEY exchange succeeds but the SDP answer cannot be built (only PCMA offered): the
+    call is refused and the staged result is discarded, so the UAS's CSB table stays empty (the
+    CSB used to be recorded by the exchange and left behind)."""
+    uac, uas = await call_pair(sides, mode, False)
+    media = LocalMedia("127.0.0.1", 40000, uac.keying.new_ssrc())
+    text = uac.keying.offer(media, target=target(uas)).encode().decode()
+    assert "RTP/SAVP 0\r\n" in text
+    pcma_only = text.replace("RTP/SAVP 0\r\n", "RTP/SAVP 8\r\n").replace(
+        "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000"
+    )
+    with pytest.raises(CallError) as info:
+        await uac.ua.invite(target(uas), pcma_only)
+    assert info.value.status_code == 488
+    assert len(uas.keying.endpoint.csbs) == 0 and len(uas.keying.endpoint.replay) == 1
+    await uac.keying.close()
+    assert_clean(uac, uas)
