@@ -600,23 +600,30 @@ class UaCore(Generic[C]):
             return self._send_cancel(call, now)
         return []
 
-    def cancel(self, call: CallRecord, now: float) -> list[Effect]:
-        """Cancel a pending outgoing INVITE (§9.1); sent once a provisional response arrived."""
+    def cancel(self, call: CallRecord, now: float) -> tuple[ClientTransaction | None, list[Effect]]:
+        """Cancel a pending outgoing INVITE (§9.1); sent once a provisional response arrived.
+
+        Returns the CANCEL's client transaction when it was sent now.
+        """
         if not call.is_uac or call.state not in (CallState.CALLING, CallState.EARLY):
-            return []
+            return None, []
         call.cancel_requested = True
         tx = call.invite_tx
         if tx is not None and tx.state == State.PROCEEDING:
-            return self._send_cancel(call, now)
-        return []
+            return self._start_cancel(call, now)
+        return None, []
 
     def _send_cancel(self, call: CallRecord, now: float) -> list[Effect]:
+        return self._start_cancel(call, now)[1]
+
+    def _start_cancel(
+        self, call: CallRecord, now: float
+    ) -> tuple[ClientTransaction | None, list[Effect]]:
         tx = call.invite_tx
         if tx is None or call.cancel_sent:
-            return []
+            return None, []
         call.cancel_sent = True
-        _, out = self.start_request(build_cancel(tx.request), call.peer, now)
-        return out
+        return self.start_request(build_cancel(tx.request), call.peer, now)
 
     # -- received messages ------------------------------------------------------------------
 

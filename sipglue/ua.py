@@ -97,7 +97,12 @@ class Call(CallRecord):
 
     async def cancel(self) -> None:
         """Cancel a pending outgoing INVITE (§9.1); sent once a provisional response arrived."""
-        await self.ua._feed(self.ua.core.cancel(self, self.ua._now()))
+        tx, effects = self.ua.core.cancel(self, self.ua._now())
+        if tx is None:
+            await self.ua._feed(effects)
+            return
+        with contextlib.suppress(CallError):
+            await self.ua._outcome(tx, effects)
 
     async def reinvite(self, offer: SessionDescription | bytes) -> SessionDescription:
         """Send a re-INVITE with a new offer; return the answer (after on_answer accepted it)."""
@@ -195,6 +200,7 @@ class UserAgent:
         self._transport_factory = transport_factory
         self._futures: dict[ClientTransaction, asyncio.Future[Response]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.incoming: asyncio.Queue[Call] = asyncio.Queue(maxsize=max_calls)
 
@@ -271,6 +277,7 @@ class UserAgent:
         """Terminate every call (reason SHUTDOWN) and close the transport."""
         for call in list(self.calls.values()):
             await self._terminate(call, TerminationReason.SHUTDOWN)
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -296,7 +303,7 @@ class UserAgent:
 
     def _rearm(self) -> None:
         """Keep the one timer handle on the core's next deadline."""
-        deadline = self.core.next_deadline()
+        deadline = None if self._closed else self.core.next_deadline()
         if self._timer is not None:
             if deadline is not None and self._timer.when() == deadline:
                 return
