@@ -1,7 +1,8 @@
 """sipglue: SDP (RFC 4566/4567/3264), SIP codec, transactions, dialogs and an asyncio UA.
 
 No cryptography lives here; the keying binder (``sipglue.keying``) plugs into
-:class:`~sipglue.ua.OfferAnswerHandler`.
+:class:`~sipglue.hooks.OfferAnswerHandler` (re-exported by ``sipglue.ua``). The UA is a
+sans-IO core (``sipglue.core``) under an asyncio shell (``sipglue.ua``).
 """
 
 from __future__ import annotations
