@@ -29,7 +29,6 @@ from typing import Protocol
 
 from mikey.keying import DataSaEntry, KeyingResult, RegistrationSa
 
-from . import _libsrtp
 from .context import DEFAULT_WINDOW_SIZE, InboundStream, OutboundStream, streams_for
 from .errors import GsaStateError, KeyMaterialError, UnknownGsaError, UnsupportedPolicyError
 
@@ -204,9 +203,11 @@ class Gsa:
                 yield entry.master_key
                 yield entry.master_salt
 
-    def _close_and_wipe(self) -> int:
-        """Close every stream, wipe every key buffer; return how many buffers stayed non-zero."""
-        for stream in self.streams():
+    def _close_and_wipe(self) -> tuple[int, list[OutboundStream | InboundStream]]:
+        """Close every stream, wipe every key buffer; return how many buffers stayed non-zero
+        and the streams whose libsrtp contexts did not close."""
+        streams = list(self.streams())
+        for stream in streams:
             stream.close()
         for result in self._results:
             result.wipe()
@@ -214,7 +215,7 @@ class Gsa:
         self.outbound = {}
         self.inbound = {}
         self._results = []
-        return failures
+        return failures, [s for s in streams if s.libsrtp_sessions]
 
 
 class GsaStore(Protocol):
@@ -262,6 +263,8 @@ class GsaRegistry:
         # bounded: a process that never drains events must not grow (oldest dropped first)
         self._events: deque[GsaEvent] = deque(maxlen=MAX_QUEUED_EVENTS)
         self._wipe_failures = 0
+        # streams of torn-down GSAs whose libsrtp contexts did not close (counted by audit())
+        self._unclosed: list[OutboundStream | InboundStream] = []
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -283,13 +286,19 @@ class GsaRegistry:
         return events
 
     def audit(self) -> AuditReport:
-        """Live GSAs, live libsrtp contexts (process-wide) and key buffers not yet wiped."""
+        """This registry's live GSAs, the libsrtp contexts it created that are still alive
+        (those of its live GSAs, and any a teardown failed to close) and key buffers not yet
+        wiped. Other registries of the process are not counted (``srtp._libsrtp.live_sessions``
+        gives the process-wide figure)."""
         with self._lock:
             gsas = [g for g in map(self._store.get, self._store.list_keys()) if g is not None]
             unwiped = sum(1 for g in gsas for buf in g.key_buffers() if any(buf))
+            self._unclosed = [s for s in self._unclosed if s.libsrtp_sessions]
+            contexts = sum(g.live_contexts for g in gsas)
+            contexts += sum(s.libsrtp_sessions for s in self._unclosed)
             return AuditReport(
                 live_gsas=len(gsas),
-                live_contexts=_libsrtp.live_sessions(),
+                live_contexts=contexts,
                 unwiped_buffers=unwiped + self._wipe_failures,
             )
 
@@ -437,7 +446,9 @@ class GsaRegistry:
             return self._finish_teardown(gsa, reason, now)
 
     def _finish_teardown(self, gsa: Gsa, reason: TeardownReason, now: float | None) -> GsaTornDown:
-        self._wipe_failures += gsa._close_and_wipe()
+        failures, unclosed = gsa._close_and_wipe()
+        self._wipe_failures += failures
+        self._unclosed.extend(unclosed)
         gsa._apply(GsaInput.TEARDOWN)
         gsa.torn_down_reason = reason
         event = GsaTornDown(gsa.key, reason, now)

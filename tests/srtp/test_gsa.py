@@ -18,6 +18,7 @@ from srtp.errors import (
 )
 from srtp.gsa import (
     TRANSITIONS,
+    AuditReport,
     GsaConfig,
     GsaEstablished,
     GsaInput,
@@ -295,3 +296,14 @@ def test_any_operation_sequence_transitions_or_fails_cleanly(ops: list[tuple[str
     reg.teardown_all()
     assert reg.audit().clean
     assert all(e.wiped for r in handed for e in r.data_sa)
+
+
+def test_audit_counts_only_its_own_registry() -> None:
+    """audit() is scoped: another registry's live contexts are not this one's."""
+    busy, idle = GsaRegistry(), GsaRegistry()
+    busy.establish("call", call_keys()[0], 0.0, outbound_ssrcs={SSRC})
+    assert busy.audit().live_contexts > 0 and busy.audit().live_gsas == 1
+    assert idle.audit() == AuditReport(live_gsas=0, live_contexts=0, unwiped_buffers=0)
+    assert idle.audit().clean
+    busy.teardown("call", TeardownReason.BYE, 1.0)
+    assert busy.audit().clean
