@@ -99,6 +99,7 @@ from .keys import (
 from .machine import RESPONDER_TABLE, Input, Machine, State
 from .memo import checked_policy, id_payload, own_cert_hash, policy_of_sp
 from .modes import MODE_OF_INIT, MODES, Auth, ModeSpec, Transport
+from .profiles import filetime_as_ntp
 from .wire import (
     ENV_KEY_LENGTH,
     RAND_LENGTH,
@@ -124,6 +125,26 @@ class _Authenticated:
     initiator_id: str | None
     keys: tuple[KeyData, ...] = ()
     cert: x509.Certificate | None = None
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    """What the pipeline found in the I_MESSAGE before authentication (the stages' input)."""
+
+    spec: ModeSpec
+    msg: Message
+    raw: bytes
+    claimed: str | None  # IDi, if any
+    signalled: str | None  # who the signalling says the initiator is, if it says
+    rand: bytes
+    prf: PrfFunc
+    t: Timestamp
+    now: float
+
+
+#: (answer, T_r, TGK buffer, key data) of a key transport's answer step
+_Answered = tuple[bytes | None, Timestamp | None, bytearray | None, tuple[KeyData, ...]]
 
 
 class _RespCtx:
@@ -228,9 +249,8 @@ class Responder(Machine):
         endpoint.replay.check_window(t, now)  # cheap, before any cryptography (RFC 3830 §5.4)
         claimed = self._claims(msg)
         signalled = expected if isinstance(expected, str) else None
-        auth = _AUTHENTICATE[spec.auth](
-            self, spec, msg, raw, claimed, signalled, rand, prf, t, now, ctx
-        )
+        inbound = _Inbound(spec, msg, raw, claimed, signalled, rand, prf, t, now)
+        auth = _AUTHENTICATE[spec.auth](self, inbound, ctx)
         self._check_owner(auth.initiator_id, expected, signalled, known, t)
         # Authenticated: now the replay cache may remember it.
         endpoint.replay.check(
@@ -239,9 +259,7 @@ class Responder(Machine):
         ctx.authenticated = True
         policies = self._policies(msg)
         cs_map = _fill_ssrcs(msg.header.srtp_entries, local_ssrcs)
-        answer, t_r, tgk, keys = _ANSWER[spec.transport](
-            self, spec, msg, ctx, auth, rand, prf, cs_map, now
-        )
+        answer, t_r, tgk, keys = _ANSWER[spec.transport](self, inbound, ctx, auth, cs_map)
         if tgk is None:
             tgk = tgk_from(keys)  # a copy of the transported TGK: wiped below
         try:
@@ -305,6 +323,8 @@ class Responder(Machine):
         t = msg.find(Timestamp)
         if t is None:
             raise ProtocolError("I_MESSAGE without T", error_no=ErrorNo.INVALID_TS)
+        if cfg.filetime_timestamps and Leniency.NON_NTP_TIMESTAMP in msg.leniencies:
+            t = filetime_as_ntp(t)  # Genetec/Hanwha (docs/WIRE.md §Windows FILETIME)
         rand_p = msg.find(Rand)
         if rand_p is not None:
             rand = rand_p.value
@@ -339,21 +359,17 @@ class Responder(Machine):
             return certificate_uris(cfg.credentials.certificate)
         return ()
 
-    def _authenticate_mac(  # noqa: PLR0917 (dispatched from the mode table)
-        self,
-        spec: ModeSpec,
-        msg: Message,
-        raw: bytes,
-        claimed: str | None,
-        signalled: str | None,
-        rand: bytes,
-        prf: PrfFunc,
-        t: Timestamp,
-        now: float,
-        ctx: _RespCtx,
-    ) -> _Authenticated:
+    def _authenticate_mac(self, inbound: _Inbound, ctx: _RespCtx) -> _Authenticated:
         """MAC (PSK, DHHMAC): the initiator's PSK — by IDi, else by the identity the signalling
         names — keys the MAC over the message; PSK also opens the KEMAC's key data."""
+        spec, msg, raw, claimed, signalled = (
+            inbound.spec,
+            inbound.msg,
+            inbound.raw,
+            inbound.claimed,
+            inbound.signalled,
+        )
+        rand, prf, t, now = inbound.rand, inbound.prf, inbound.t, inbound.now
         cfg = self.config
         # Without IDi the signalling names the initiator: its PSK is the one looked up.
         initiator_id = claimed if claimed is not None else signalled
@@ -409,22 +425,18 @@ class Responder(Machine):
             if isinstance(psk, bytearray):  # the store hands out a copy for us to wipe
                 wipe(psk)
 
-    def _authenticate_signed(  # noqa: PLR0917 (dispatched from the mode table)
-        self,
-        spec: ModeSpec,
-        msg: Message,
-        raw: bytes,
-        claimed: str | None,
-        signalled: str | None,
-        rand: bytes,
-        prf: PrfFunc,
-        t: Timestamp,
-        now: float,
-        ctx: _RespCtx,
-    ) -> _Authenticated:
+    def _authenticate_signed(self, inbound: _Inbound, ctx: _RespCtx) -> _Authenticated:
         """SIGN (PK, DH, RSA-R): the initiator's validated (or pinned) certificate signs the
         message; PK's envelope opens the KEMAC. IDi — or the signalled initiator — must be a
         SAN URI of the certificate (RFC 3830 §4.3)."""
+        spec, msg, raw, claimed, signalled = (
+            inbound.spec,
+            inbound.msg,
+            inbound.raw,
+            inbound.claimed,
+            inbound.signalled,
+        )
+        rand, prf, t, now = inbound.rand, inbound.prf, inbound.t, inbound.now
         cfg = self.config
         cert = peer_certificate(msg, cfg.trust, cfg.peer_certificate, now, "initiator")
         verify_signed(raw, msg, cert, cfg.sign_hash)
@@ -525,36 +537,34 @@ class Responder(Machine):
 
     # -- the answers of the key transports --------------------------------------------------
 
-    def _answer_v(  # noqa: PLR0917 (dispatched from the mode table)
-        self,
-        spec: ModeSpec,
-        msg: Message,
-        ctx: _RespCtx,
-        auth: _Authenticated,
-        rand: bytes,
-        prf: PrfFunc,
-        cs_map: list[SrtpIdEntry],
-        now: float,
-    ) -> tuple[bytes | None, Timestamp | None, bytearray | None, tuple[KeyData, ...]]:
+    def _answer_v(
+        self, inbound: _Inbound, ctx: _RespCtx, auth: _Authenticated, cs_map: list[SrtpIdEntry]
+    ) -> _Answered:
         """PSK, PK: the keys came with the I_MESSAGE; answer only when V is asked for
         (RFC 3830 §3.1, §3.2)."""
+        spec, msg, rand, prf, now = (
+            inbound.spec,
+            inbound.msg,
+            inbound.rand,
+            inbound.prf,
+            inbound.now,
+        )
         if not msg.header.v:
             return None, None, None, auth.keys
         t_r, r_hdr, ids = self._answer_head(spec, msg, cs_map, now)
         return self._v_message(r_hdr, [t_r, *ids], ctx), t_r, None, auth.keys
 
-    def _answer_dh(  # noqa: PLR0917 (dispatched from the mode table)
-        self,
-        spec: ModeSpec,
-        msg: Message,
-        ctx: _RespCtx,
-        auth: _Authenticated,
-        rand: bytes,
-        prf: PrfFunc,
-        cs_map: list[SrtpIdEntry],
-        now: float,
-    ) -> tuple[bytes | None, Timestamp | None, bytearray | None, tuple[KeyData, ...]]:
+    def _answer_dh(
+        self, inbound: _Inbound, ctx: _RespCtx, auth: _Authenticated, cs_map: list[SrtpIdEntry]
+    ) -> _Answered:
         """DH-signed / DHHMAC: our DH value, the shared TGK and the signed or MACed answer."""
+        spec, msg, rand, prf, now = (
+            inbound.spec,
+            inbound.msg,
+            inbound.rand,
+            inbound.prf,
+            inbound.now,
+        )
         cfg = self.config
         dhi = msg.find(DhPayload)
         if dhi is None or len(msg.find_all(DhPayload)) != 1:
@@ -589,18 +599,17 @@ class Responder(Machine):
             raise
         return answer, t_r, tgk, ()
 
-    def _answer_rsa_r(  # noqa: PLR0917 (dispatched from the mode table)
-        self,
-        spec: ModeSpec,
-        msg: Message,
-        ctx: _RespCtx,
-        auth: _Authenticated,
-        rand: bytes,
-        prf: PrfFunc,
-        cs_map: list[SrtpIdEntry],
-        now: float,
-    ) -> tuple[bytes | None, Timestamp | None, bytearray | None, tuple[KeyData, ...]]:
+    def _answer_rsa_r(
+        self, inbound: _Inbound, ctx: _RespCtx, auth: _Authenticated, cs_map: list[SrtpIdEntry]
+    ) -> _Answered:
         """RSA-R (RFC 4738): a fresh TGK in a KEMAC under an envelope key for the initiator."""
+        spec, msg, rand, prf, now = (
+            inbound.spec,
+            inbound.msg,
+            inbound.rand,
+            inbound.prf,
+            inbound.now,
+        )
         cfg = self.config
         assert auth.cert is not None
         creds = self._own_creds()
@@ -728,11 +737,8 @@ def _fill_ssrcs(entries: Sequence[SrtpIdEntry], local_ssrcs: tuple[int, ...]) ->
     return cs_map
 
 
-_Authenticator = Callable[..., _Authenticated]
-_Answer = Callable[
-    ...,
-    tuple[bytes | None, Timestamp | None, bytearray | None, tuple[KeyData, ...]],
-]
+_Authenticator = Callable[["Responder", _Inbound, _RespCtx], _Authenticated]
+_Answer = Callable[["Responder", _Inbound, _RespCtx, _Authenticated, list[SrtpIdEntry]], _Answered]
 #: the authentication of each kind (Auth) and the answer of each key transport (Transport)
 _AUTHENTICATE: dict[Auth, _Authenticator] = {
     Auth.MAC: Responder._authenticate_mac,
