@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol, TypeVar
 
 from .message import SipUri
 from .sdp import SessionDescription
 
-if TYPE_CHECKING:
-    from .ua import Call
+# The call type the UA hands to its hooks (``sipglue.ua.Call``): a parameter, so that this module
+# needs nothing of the shell that uses it.
+_Call_contra = TypeVar("_Call_contra", contravariant=True)
 
 __all__ = [
     "IdentifiedHandler",
@@ -36,20 +37,21 @@ class TerminationReason(enum.IntEnum):
     SHUTDOWN = 8
 
 
-class OfferAnswerHandler(Protocol):
-    """Hooks for the keying binder (sipglue.keying)."""
+class OfferAnswerHandler(Protocol[_Call_contra]):
+    """Hooks for the keying binder (sipglue.keying), over the UA's call type."""
 
-    async def on_offer(self, call: Call, offer: SessionDescription) -> SessionDescription:
+    async def on_offer(self, call: _Call_contra, offer: SessionDescription) -> SessionDescription:
         """UAS: answer an offer, or raise Rejected(488|606, warning, body)."""
 
-    async def on_answer(self, call: Call, answer: SessionDescription) -> None:
+    async def on_answer(self, call: _Call_contra, answer: SessionDescription) -> None:
         """UAC: accept an answer; raising makes the UAC ACK and then BYE."""
 
-    async def on_terminated(self, call: Call, reason: TerminationReason) -> None:
+    async def on_terminated(self, call: _Call_contra, reason: TerminationReason) -> None:
         """The call ended (tear down its keys)."""
 
 
-IncomingHandler = Callable[["Call"], Awaitable[int]]
+#: the incoming-call hook: decides the provisional/final status for a new call
+IncomingHandler = Callable[[_Call_contra], Awaitable[int]]
 
 
 class IdentifiedHandler(Protocol):

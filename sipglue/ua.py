@@ -154,14 +154,14 @@ class UserAgent:
 
     def __init__(
         self,
-        handler: OfferAnswerHandler,
+        handler: OfferAnswerHandler[Call],
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         transport: str = "udp",
         user: str = "mikey",
         aor: SipUri | str | None = None,
-        on_incoming: IncomingHandler | None = None,
+        on_incoming: IncomingHandler[Call] | None = None,
         timers: TimerConfig | None = None,
         rng: Rng = os.urandom,
         max_transactions: int = 1024,
