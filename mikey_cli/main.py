@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 
 from mikey.codec import parse_message
 from mikey.errors import MikeyError
+from mikey.exchange import ExchangeConfig, PeerProfile, apply_profile
 
 from . import exchange
 from .common import CliError, mikey_bytes_from_text, read_input
@@ -26,7 +27,10 @@ __all__ = ["CliError", "build_parser", "main", "mikey_bytes_from_text", "read_in
 
 def _cmd_decode(args: argparse.Namespace) -> int:
     data = mikey_bytes_from_text(read_input(args.input))
-    msg = parse_message(data, lenient=args.lenient)
+    cfg = apply_profile(ExchangeConfig(), args.peer_profile)
+    msg = parse_message(
+        data, lenient=args.lenient or cfg.lenient, threegpp=cfg.threegpp_code_points
+    )
     if args.json:
         print(json.dumps(to_json(msg), indent=2 if args.pretty else None))
     else:
@@ -60,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a tree")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
     p.add_argument("--lenient", action="store_true", help="accept known peer quirks")
+    p.add_argument(
+        "--peer-profile",
+        choices=[x.value for x in PeerProfile],
+        default="rfc",
+        help="decode as this peer profile does: gstreamer/onvif lenient, mcptt with the 3GPP "
+        "code points (TS 33.180) known to the strict codec (docs/PROFILES.md)",
+    )
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser("encode", help="encode the JSON form back into base64")
@@ -80,8 +91,11 @@ def _extensions() -> list[_Register]:
     for ep in sorted(entry_points(group="mikey.cli"), key=lambda e: e.name):
         try:
             found.append(ep.load())
-        except ImportError:  # an optional glue package that is not installed
-            continue
+        except ImportError as exc:
+            if exc.name != ep.module.partition(".")[0]:
+                # installed but broken: say so instead of hiding the command
+                print(f"mikey: the '{ep.name}' commands are unavailable: {exc}", file=sys.stderr)
+            continue  # (an optional glue package that is not installed: silently absent)
     return found
 
 
