@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
@@ -32,7 +32,9 @@ from ._frozen import fast_init
 from .errors import DecodeError, EncodeError
 from .registry import (
     DH_VALUE_LENGTH,
+    GENERAL_EXT_TYPES_3GPP,
     HASH_LENGTH,
+    ID_ROLES_3GPP,
     MAC_LENGTH,
     TS_LENGTH,
     CertType,
@@ -42,8 +44,10 @@ from .registry import (
     EncrAlg,
     ErrorNo,
     GeneralExtType,
+    GeneralExtType3gpp,
     HashFunc,
     IdRole,
+    IdRole3gpp,
     IdType,
     KeyDataType,
     KvType,
@@ -208,10 +212,11 @@ class Reader:
 class _Ctx:
     """Per-parse state: strictness and the leniencies used so far."""
 
-    __slots__ = ("lenient", "used")
+    __slots__ = ("lenient", "threegpp", "used")
 
-    def __init__(self, lenient: bool) -> None:
+    def __init__(self, lenient: bool, threegpp: bool = False) -> None:
         self.lenient = lenient
+        self.threegpp = threegpp  # the 3GPP code points (TS 33.180) are known
         self.used: list[Leniency] = []
 
     def allow(self, quirk: Leniency, message: str, offset: int) -> None:
@@ -230,6 +235,23 @@ def _enum(cls: type[_E], value: int, what: str, ctx: _Ctx, offset: int) -> _E | 
         ctx.allow(Leniency.RESERVED_VALUE, f"unknown {what} {value}", offset)
         return value
     return member
+
+
+def _enum_3gpp(
+    table: Mapping[int, enum.IntEnum],
+    cls: type[_E],
+    value: int,
+    what: str,
+    *,
+    ctx: _Ctx,
+    offset: int,
+) -> enum.IntEnum | int:
+    """A code point 3GPP assigns (TS 33.180) is known when ``ctx.threegpp``, else as ``_enum``."""
+    if ctx.threegpp:
+        member = table.get(value)
+        if member is not None:
+            return member
+    return _enum(cls, value, what, ctx, offset)
 
 
 def _strict_enum(cls: type[_E], value: int, what: str, offset: int) -> _E:
@@ -612,7 +634,7 @@ class IdrPayload(Payload):
     """ID with role (RFC 6043 §6.6)."""
 
     TYPE: ClassVar[int] = PayloadType.IDR
-    role: IdRole | int
+    role: IdRole | IdRole3gpp | int
     id_type: IdType | int
     data: bytes
 
@@ -626,7 +648,9 @@ class IdrPayload(Payload):
     @classmethod
     def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
         nxt = r.u8("next payload")
-        role = _enum(IdRole, r.u8("ID role"), "ID role", ctx, start + 1)
+        role = _enum_3gpp(
+            ID_ROLES_3GPP, IdRole, r.u8("ID role"), "ID role", ctx=ctx, offset=start + 1
+        )
         it = _enum(IdType, r.u8("ID type"), "ID type", ctx, start + 2)
         return IdrPayload(role, it, r.take(r.u16("ID length"), "ID data")), nxt
 
@@ -1002,7 +1026,7 @@ class GeneralExt(Payload):
     """General extension (RFC 3830 §6.15): vendor ID, SDP IDs, others opaque."""
 
     TYPE: ClassVar[int] = PayloadType.GENERAL_EXT
-    ext_type: GeneralExtType | int
+    ext_type: GeneralExtType | GeneralExtType3gpp | int
     data: bytes
 
     def encode(self, next_type: int) -> bytes:
@@ -1015,7 +1039,14 @@ class GeneralExt(Payload):
     @classmethod
     def parse(cls, r: Reader, ctx: _Ctx, hdr: Header, start: int) -> _Parsed:
         nxt = r.u8("next payload")
-        et = _enum(GeneralExtType, r.u8("ext type"), "general extension type", ctx, start + 1)
+        et = _enum_3gpp(
+            GENERAL_EXT_TYPES_3GPP,
+            GeneralExtType,
+            r.u8("ext type"),
+            "general extension type",
+            ctx=ctx,
+            offset=start + 1,
+        )
         return GeneralExt(et, r.take(r.u16("ext length"), "extension data")), nxt
 
     @classmethod
@@ -1140,7 +1171,9 @@ def _parse_null_plaintext(
 ) -> tuple[KemacSubPayload, ...]:
     # PK and RSA-R put the sender's ID first (RFC 3830 §3.2); other modes start with key data.
     if data_type in (DataType.PK_INIT, DataType.RSA_R_RESP):
-        trial = _Ctx(ctx.lenient)  # a failed ID-first attempt must not leave leniencies behind
+        trial = _Ctx(
+            ctx.lenient, ctx.threegpp
+        )  # a failed ID-first attempt must not leave leniencies behind
         try:
             subs = _parse_sub_payloads(Reader(data), trial, PayloadType.ID, base)
         except DecodeError:
@@ -1448,8 +1481,15 @@ def parse_sub_payloads(
 _COMPOSITION_NEEDS_RAND = (DataType.PSK_INIT,)
 
 
-def parse_message(data: bytes | bytearray | memoryview, *, lenient: bool = False) -> Message:
-    """Parse MIKEY bytes into a :class:`Message`; raises :class:`DecodeError` on bad input."""
+def parse_message(
+    data: bytes | bytearray | memoryview, *, lenient: bool = False, threegpp: bool = False
+) -> Message:
+    """Parse MIKEY bytes into a :class:`Message`; raises :class:`DecodeError` on bad input.
+
+    ``threegpp`` makes the code points 3GPP assigns (TS 33.180 ID roles 8/9, general extension
+    type 7; :mod:`mikey.registry`) known to the strict parser under their names; without it
+    they are refused (strict) or kept as plain integers (lenient, ``Leniency.RESERVED_VALUE``).
+    """
     if type(data) is bytes:
         buf = data
     elif isinstance(data, bytearray | memoryview):
@@ -1466,19 +1506,19 @@ def parse_message(data: bytes | bytearray | memoryview, *, lenient: bool = False
         if fast is not None:
             return fast
     try:
-        return _parse(buf, lenient, map_padding=False)
+        return _parse(buf, lenient, map_padding=False, threegpp=threegpp)
     except DecodeError:
         # wolfSSL's MIKEY-SAKKE writer puts 2 zero bytes after an Empty map (lenient only).
         if lenient and len(buf) > 11 and buf[9] == CsIdMapType.EMPTY and buf[10:12] == b"\0\0":
             try:
-                return _parse(buf, lenient, map_padding=True)
+                return _parse(buf, lenient, map_padding=True, threegpp=threegpp)
             except DecodeError:
                 pass
         raise
 
 
-def _parse(buf: bytes, lenient: bool, *, map_padding: bool) -> Message:
-    ctx = _Ctx(lenient)
+def _parse(buf: bytes, lenient: bool, *, map_padding: bool, threegpp: bool = False) -> Message:
+    ctx = _Ctx(lenient, threegpp)
     r = Reader(buf)
     header, nxt, tail = _parse_header(r, ctx, map_padding)
     payloads: list[Payload] = []

@@ -297,3 +297,52 @@ class GeneralExtType(IntEnum):
     KEY_ID = 3
     CSB_ID = 4
     OMA_BCAST = 5
+
+
+# --- 3GPP code points (known to the strict codec only with ``threegpp=True``) ----------------
+
+
+class IdRole3gpp(IntEnum):
+    """ID roles 3GPP assigns for MCPTT/MCX MIKEY-SAKKE (TS 33.180 §E.2, Annex E).
+
+    The KMS roles TS 33.180 uses are RFC 6509's (:attr:`IdRole.INITIATOR_KMS` 6,
+    :attr:`IdRole.RESPONDER_KMS` 7); these are the MCX user identities (UIDs, 32 binary bytes
+    derived per TS 33.180 §F.2.1).
+    """
+
+    UID_INITIATOR = 8
+    UID_RESPONDER = 9
+
+
+class GeneralExtType3gpp(IntEnum):
+    """General extension types 3GPP uses (TS 33.180 §E.6, TS 33.179 §7.3)."""
+
+    #: MCX security parameters: the encrypted key properties of a GMK/PCK/CSK (TS 33.180 §E.6)
+    MCX_KEY_PARAMETERS = 7
+
+
+class McpttKeyPurpose(IntEnum):
+    """Purpose tag: the 4 most significant bits of a 3GPP key ID (TS 33.180 §F.1.x).
+
+    In a MIKEY-SAKKE I_MESSAGE the CSB ID holds the key ID (GMK-ID, PCK-ID, CSK-ID, ...).
+    """
+
+    GMK = 0  # group master key
+    PCK = 1  # private call key
+    CSK = 2  # client-server key
+    SPK = 3  # signalling protection key
+    MKFC = 4  # MBMS key for control
+    MSCCK = 5  # MBMS subchannel control key
+    MUSIK = 6  # multicast signalling key
+
+
+#: every ID role known under the 3GPP code points
+ID_ROLES_3GPP: dict[int, IdRole | IdRole3gpp] = {
+    **{int(r): r for r in IdRole},
+    **{int(r): r for r in IdRole3gpp},
+}
+#: every general extension type known under the 3GPP code points
+GENERAL_EXT_TYPES_3GPP: dict[int, GeneralExtType | GeneralExtType3gpp] = {
+    **{int(t): t for t in GeneralExtType},
+    **{int(t): t for t in GeneralExtType3gpp},
+}

@@ -20,9 +20,11 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mikey.crypto import SignHash
 from mikey.errors import (
     AuthenticationError,
     CertificateError,
@@ -33,13 +35,16 @@ from mikey.errors import (
 )
 from mikey.exchange import (
     ANY_INITIATOR,
+    PROFILE_HELP,
     Endpoint,
     ExchangeCompleted,
     ExchangeConfig,
     Initiator,
+    PeerProfile,
     Responder,
     Rng,
     StreamSpec,
+    apply_profile,
 )
 from mikey.identity import IdentityTable, parse_fingerprint
 from mikey.keying import KeyingResult, Mode
@@ -61,9 +66,17 @@ _CONSTS = {
 }
 _PRFS = {"mikey-1": PrfFunc.MIKEY_1, "hmac-sha-256": PrfFunc.PRF_HMAC_SHA_256}
 _MODES = {m.value: m for m in Mode}
-# Options saved in the state file and replayed by ``finish`` (credentials by path or value).
+# Options saved in the state file and replayed by ``finish`` (credentials by path or value;
+# the peer profile and its switches, so finish rebuilds the same configuration).
 _SAVED = ("mode", "psk", "cert", "key", "ca", "peer_cert", "identity", "peer_identity",
-          "cert_identity", "ssrc", "verify", "skew", "allow_null")  # fmt: skip
+          "cert_identity", "ssrc", "verify", "skew", "allow_null_kemac", "peer_profile",
+          "sign_hash", "no_chash", "prf_compat")  # fmt: skip
+_SIGN_HASHES = {
+    "sha1": SignHash.SHA_1,
+    "sha256": SignHash.SHA_256,
+    "sha384": SignHash.SHA_384,
+    "sha512": SignHash.SHA_512,
+}
 
 
 class SeededRng:
@@ -158,13 +171,28 @@ def _config(opts: dict[str, Any]) -> ExchangeConfig:
         if not certs:
             raise CliError("--peer-cert holds no certificate")
         kw["peer_certificate"] = certs[0]
-    if opts.get("allow_null"):
-        kw["allow_null_kemac"] = True
     if opts.get("cert_identity"):
         kw["cert_identities"] = _cert_identities(opts["cert_identity"])
     try:
-        return ExchangeConfig(**kw)
-    except MikeyError as exc:
+        cfg = apply_profile(ExchangeConfig(**kw), opts.get("peer_profile") or "rfc")
+        # The single switches a profile is made of, on top of it (docs/PROFILES.md).
+        switches: dict[str, Any] = {}
+        if opts.get("allow_null_kemac") or opts.get("allow_null"):  # "allow_null": old state
+            switches["allow_null_kemac"] = True
+        if opts.get("sign_hash"):
+            switches["sign_hash"] = _SIGN_HASHES[opts["sign_hash"]]
+        if opts.get("no_chash"):
+            switches["send_chash"] = False
+        if opts.get("prf_compat") == "minisip":
+            switches["minisip_compat"] = True
+        if switches:
+            cfg = replace(cfg, **switches)
+        if cfg.allow_null_kemac and cfg.psk is None and cfg.mode == Mode.PSK:
+            # NULL encryption and MAC use no PSK-derived key, but the exchange looks one up: a
+            # random one, so a peer that does MAC its KEMAC is refused (authentication failed).
+            cfg = replace(cfg, psk=StaticPskStore({}, default=os.urandom(16)))
+        return cfg
+    except (MikeyError, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 
@@ -356,8 +384,47 @@ def add_credential_options(p: argparse.ArgumentParser, *, verify_flag: bool = Fa
         help="map a peer certificate without a SAN URI (by its SHA-256 fingerprint) to an "
         "identity; repeatable",
     )
+    add_profile_options(p)
     if verify_flag:
         p.add_argument("--v", dest="verify", action="store_true", help="ask for a verification")
+
+
+def _profile_help() -> str:
+    lines = "; ".join(f"{p.value} = {text}" for p, text in PROFILE_HELP.items())
+    return f"named configuration for a deployed peer (docs/PROFILES.md): {lines}"
+
+
+def add_profile_options(p: argparse.ArgumentParser) -> None:
+    """``--peer-profile`` and the single switches profiles are made of (docs/PROFILES.md)."""
+    p.add_argument(
+        "--peer-profile",
+        choices=[x.value for x in PeerProfile],
+        default="rfc",
+        help=_profile_help(),
+    )
+    p.add_argument(
+        "--sign-hash",
+        choices=sorted(_SIGN_HASHES),
+        help="hash inside RSA signatures, agreed out of band as SIGN names none "
+        "(RFC 3830 §6.5; default sha256, sha1 only for minisip)",
+    )
+    p.add_argument(
+        "--no-chash",
+        action="store_true",
+        help="a PK initiator sends no CHASH (RFC 3830 §3.2 RECOMMENDS it; minisip aborts on it)",
+    )
+    p.add_argument(
+        "--prf-compat",
+        choices=["minisip"],
+        help="reproduce minisip's PRF bug for in-keys of a multiple of 32 bytes (docs/WIRE.md)",
+    )
+    p.add_argument(
+        "--allow-null-kemac",
+        "--allow-null",
+        dest="allow_null_kemac",
+        action="store_true",
+        help="accept (and, RTSP, send) a NULL KEMAC: keys in the clear, RTSPS only",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ExchangeConfig:
@@ -373,7 +440,6 @@ def endpoint_from_args(args: argparse.Namespace, rng: Rng = os.urandom) -> Endpo
 
 def _exchange_options(p: argparse.ArgumentParser) -> None:
     add_credential_options(p)
-    p.add_argument("--allow-null", action="store_true", help="accept NULL KEMAC (RTSPS only)")
     p.add_argument("--now", type=float, help="Unix time to use instead of the clock")
     p.add_argument("--skew", type=float, default=300.0, help="accepted clock skew in seconds")
 

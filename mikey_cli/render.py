@@ -19,6 +19,7 @@ from mikey.codec import (
     DhPayload,
     Err,
     GeneralExt,
+    Header,
     IdPayload,
     IdrPayload,
     Kemac,
@@ -37,9 +38,23 @@ from mikey.codec import (
     Verification,
     param_name,
 )
-from mikey.registry import EncrAlg, GeneralExtType, TsType
+from mikey.registry import (
+    DataType,
+    EncrAlg,
+    GeneralExtType,
+    GeneralExtType3gpp,
+    IdRole3gpp,
+    IdType,
+    McpttKeyPurpose,
+    TsType,
+)
 
 __all__ = ["describe_message", "describe_payload"]
+
+#: names of the 3GPP code points for a message parsed without them (kept as plain integers)
+_ROLES_3GPP = {int(r): r.name for r in IdRole3gpp}
+_EXT_3GPP = {int(t): t.name for t in GeneralExtType3gpp}
+_PURPOSES = {int(t): t for t in McpttKeyPurpose}
 
 
 def _name(v: int | enum.IntEnum) -> str:
@@ -69,12 +84,34 @@ def _key_data(p: KeyData) -> list[str]:
     return lines
 
 
+def _id_text(id_type: int, data: bytes) -> str:
+    """The ID as text when it is printable text, else as hex (a 3GPP UID is 32 binary bytes,
+    TS 33.180 §F.2.1; a BYTE_STRING ID is binary by definition, RFC 6043 §6.6)."""
+    if id_type != IdType.BYTE_STRING:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        if text and text.isprintable():
+            return repr(text)
+    return f"hex {data.hex()}" if data else "(empty)"
+
+
+def _role_name(role: int) -> str:
+    if isinstance(role, enum.IntEnum):
+        return role.name
+    known = _ROLES_3GPP.get(role)
+    return f"{role} (3GPP {known}; --peer-profile mcptt)" if known else str(role)
+
+
 def _id_payload(p: IdPayload) -> list[str]:
-    return [f"ID: {_name(p.id_type)} {p.text!r}"]
+    return [f"ID: {_name(p.id_type)} {_id_text(int(p.id_type), p.data)}"]
 
 
 def _idr_payload(p: IdrPayload) -> list[str]:
-    return [f"IDR: role {_name(p.role)}, {_name(p.id_type)} {p.text!r}"]
+    return [
+        f"IDR: role {_role_name(p.role)}, {_name(p.id_type)} {_id_text(int(p.id_type), p.data)}"
+    ]
 
 
 def _kemac(p: Kemac) -> list[str]:
@@ -139,11 +176,26 @@ def _err(p: Err) -> list[str]:
 def _general_ext(p: GeneralExt) -> list[str]:
     if p.ext_type == GeneralExtType.SDP_IDS:
         return [f"General extension: SDP IDs {list(p.kmpids)}"]
-    return [f"General extension: {_name(p.ext_type)} {p.data.hex()}"]
+    et = p.ext_type
+    if not isinstance(et, enum.IntEnum) and et in _EXT_3GPP:
+        return [
+            f"General extension: {et} (3GPP {_EXT_3GPP[et]}; --peer-profile mcptt) {p.data.hex()}"
+        ]
+    return [f"General extension: {_name(et)} {p.data.hex()}"]
 
 
 def _opaque(p: Opaque) -> list[str]:
     return [f"Opaque payload type {p.payload_type}: {len(p.data)} bytes"]
+
+
+def _key_id_note(h: Header) -> str:
+    """In a MIKEY-SAKKE message the CSB ID is a 3GPP key ID whose top 4 bits are its purpose
+    (TS 33.180 §F.1)."""
+    if h.data_type != DataType.SAKKE_MSG:
+        return ""
+    tag = h.csb_id >> 28
+    purpose = _PURPOSES.get(tag)
+    return f" (3GPP key ID, purpose {purpose.name if purpose else tag})"
 
 
 def describe_message(msg: Message) -> str:
@@ -154,7 +206,7 @@ def describe_message(msg: Message) -> str:
         f"  Version: {h.version}",
         f"  Data type: {_name(h.data_type)} ({int(h.data_type)})",
         f"  V: {int(h.v)}   PRF func: {_name(h.prf)}",
-        f"  CSB ID: 0x{h.csb_id:08x}",
+        f"  CSB ID: 0x{h.csb_id:08x}{_key_id_note(h)}",
         f"  CS ID map: {_name(h.cs_map_type)}, #CS {len(h.cs_map)}",
     ]
     for i, e in enumerate(h.cs_map, 1):

@@ -96,18 +96,19 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.describe_rate < 0 or args.describe_burst < 1:
         raise CliError("--describe-rate must be >= 0 and --describe-burst >= 1")
     registry = GsaRegistry()
+    config = exchange_config(args)
     keying = MikeyServerKeying(
-        exchange_config(args),
+        config,
         registry=registry,
-        allow_null_kemac=args.allow_null_kemac,
+        allow_null_kemac=config.allow_null_kemac,
         server_keys=not args.no_server_keys,
         required_identities=required,
         describe_rate=args.describe_rate or None,
         describe_burst=args.describe_burst,
     )
     factory = _source_factory(args.source, args.freq)
-    config = ServerConfig(host=host, port=port, session_timeout=args.session_timeout)
-    server = RtspServer({args.path: factory}, config=config, keying=keying)
+    server_config = ServerConfig(host=host, port=port, session_timeout=args.session_timeout)
+    server = RtspServer({args.path: factory}, config=server_config, keying=keying)
     try:
         await server.start()
     except OSError as exc:
@@ -143,10 +144,11 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _play(args: argparse.Namespace) -> int:
     registry = GsaRegistry()
+    config = exchange_config(args)
     keying = MikeyClientKeying(
-        exchange_config(args),
+        config,
         registry=registry,
-        allow_null_kemac=args.allow_null_kemac,
+        allow_null_kemac=config.allow_null_kemac,
         client_keys=args.client_keys,
     )
     status: int | None = None
@@ -192,12 +194,9 @@ async def _play(args: argparse.Namespace) -> int:
 
 
 def _keying_options(p: argparse.ArgumentParser) -> None:
+    # --allow-null-kemac (the GStreamer/ONVIF NULL-KEMAC opt-in, RTSPS only) and
+    # --peer-profile come with the credential flags.
     add_credential_options(p, verify_flag=True)
-    p.add_argument(
-        "--allow-null-kemac",
-        action="store_true",
-        help="GStreamer/ONVIF profile: PSK with NULL KEMAC, 30-byte TEK (use over RTSPS only)",
-    )
 
 
 def _run(

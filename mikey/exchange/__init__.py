@@ -34,6 +34,7 @@ from .endpoint import CsbTable, Endpoint
 from .initiator import Initiator
 from .machine import Input, State
 from .modes import INIT_TYPE, MODE_OF_INIT, MODE_OF_RESP, MODES, RESP_TYPE, ModeSpec
+from .profiles import PROFILE_HELP, PeerProfile, apply_profile
 from .responder import Responder
 from .wire import RAND_LENGTH
 
@@ -43,6 +44,7 @@ __all__ = [
     "MODES",
     "MODE_OF_INIT",
     "MODE_OF_RESP",
+    "PROFILE_HELP",
     "RAND_LENGTH",
     "RESP_TYPE",
     "CsbTable",
@@ -53,10 +55,12 @@ __all__ = [
     "Initiator",
     "Input",
     "ModeSpec",
+    "PeerProfile",
     "Responder",
     "Rng",
     "State",
     "StreamSpec",
+    "apply_profile",
     "offer_streams",
     "sp_from_policy",
 ]

@@ -80,6 +80,14 @@ class ExchangeConfig:
     minisip_compat: bool = False
     #: explicit (SHA-256 fingerprint, identity) pairs for peer certificates without a SAN URI
     cert_identities: IdentityTable = ()
+    #: a PK initiator sends CHASH (RFC 3830 §3.2: RECOMMENDED, not required); minisip's CHASH
+    #: parser is a stub that aborts on it (docs/PROFILES.md)
+    send_chash: bool = True
+    #: an NTP-UTC T that is not a plausible NTP time is read as a Windows FILETIME (Genetec /
+    #: Hanwha ONVIF clients, docs/WIRE.md §Windows FILETIME); needs Leniency.NON_NTP_TIMESTAMP
+    filetime_timestamps: bool = False
+    #: the 3GPP code points (TS 33.180 ID roles, general extension types) parse strictly
+    threegpp_code_points: bool = False
 
     def __post_init__(self) -> None:
         creds = self.credentials
@@ -97,17 +105,23 @@ class ExchangeConfig:
             )
 
     def gstreamer_profile(self) -> ExchangeConfig:
-        """The explicit opt-in NULL-KEMAC profile GStreamer/ONVIF peers need (RTSPS only)."""
+        """The explicit opt-in NULL-KEMAC profile GStreamer/ONVIF peers need (RTSPS only).
+
+        Idempotent, and it keeps what a profile added before it (``apply_profile(..., "onvif")``:
+        its further leniencies and the TEK + salt split), so the RTSP glue may apply it again.
+        """
+        tek_salt = self.key_type == KeyDataType.TEK_SALT
         return replace(
             self,
             mode=Mode.PSK,
             kemac_encr=EncrAlg.NULL,
             kemac_mac=MacAlg.NULL,
             allow_null_kemac=True,
-            key_type=KeyDataType.TEK,
+            key_type=KeyDataType.TEK_SALT if tek_salt else KeyDataType.TEK,
             sp_style=SpStyle.GSTREAMER,
             lenient=True,
-            accepted_leniencies=frozenset(
+            accepted_leniencies=self.accepted_leniencies
+            | frozenset(
                 {
                     Leniency.TEK_WITH_SALT,
                     Leniency.SRTP_TAG_IN_AUTH_KEY_LEN,

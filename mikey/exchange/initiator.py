@@ -280,7 +280,9 @@ class Initiator(Machine):
             pke = Pke(PkeCache.NO_CACHE, crypto.rsa_encrypt_envelope(rsa_public(peer), env_key))
         finally:
             wipe(env_key)
-        body = [*self._signed_head(head, ids, creds), *sps, kemac, chash(peer), pke]
+        # RFC 3830 §3.2: CHASH is RECOMMENDED; minisip aborts on it (send_chash=False).
+        tail: list[Payload] = [kemac, chash(peer), pke] if cfg.send_chash else [kemac, pke]
+        body = [*self._signed_head(head, ids, creds), *sps, *tail]
         return encode_signed(hdr, body, creds, sign_type=cfg.sign_type, hash_alg=cfg.sign_hash)
 
     def _build_dh(
@@ -363,7 +365,7 @@ class Initiator(Machine):
         cfg = self.config
         spec = self._spec
         # decode and composition
-        msg = parse_message(raw, lenient=cfg.lenient)
+        msg = parse_message(raw, lenient=cfg.lenient, threegpp=cfg.threegpp_code_points)
         check_leniencies(msg, cfg, rekey=False)
         if msg.csb_id != self._csb_id:
             raise ProtocolError("response for another CSB ID", error_no=ErrorNo.UNSPECIFIED)

@@ -73,11 +73,11 @@ def parse_initiator_message(raw: bytes, cfg: ExchangeConfig) -> Message:
     Whether the update really is one (a known CSB ID) is decided later by check_leniencies.
     """
     try:
-        return parse_message(raw, lenient=cfg.lenient)
+        return parse_message(raw, lenient=cfg.lenient, threegpp=cfg.threegpp_code_points)
     except DecodeError:
         if cfg.lenient:
             raise
-        retry = parse_message(raw, lenient=True)
+        retry = parse_message(raw, lenient=True, threegpp=cfg.threegpp_code_points)
         if set(retry.leniencies) != {Leniency.PSK_WITHOUT_RAND}:
             raise
         return retry
