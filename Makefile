@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-PACKAGES := mikey mikey_cli srtp sipglue rtspglue
+PACKAGES := mikey mikey_cli srtp sdp sipglue rtspglue
 APT_PEERS := sip-tester tshark gstreamer1.0-tools gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gir1.2-gst-plugins-base-1.0 \
 	gir1.2-gst-rtsp-server-1.0 python3-gi ffmpeg kamailio iproute2 util-linux openssl

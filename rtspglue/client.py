@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
-from sipglue.errors import SdpError
-from sipglue.sdp import SessionDescription
+from sdp.errors import KeyMgmtDataError, SdpError
+from sdp.model import SessionDescription
 
 from .errors import (
     KeyMgmtError,
@@ -36,7 +36,6 @@ from .keymgmt import (
     KeyMgmtSpec,
     format_keymgmt,
     format_mikey_parameter,
-    parse_key_mgmt_attribute,
     parse_keymgmt,
     parse_mikey_parameter,
 )
@@ -299,13 +298,16 @@ class RtspClient:
             index = next(i for i, m in enumerate(sdp.media) if m.media == "audio")
             media = sdp.media[index]
             control = _control_url(base, sdp.attributes("control"), media.attributes("control"))
-            offered = []
-            for attr in sdp.effective_key_mgmt(index):
-                prot, data = parse_key_mgmt_attribute(f"{attr.prot} {attr.data}")
-                offered.append(KeyMgmtSpec(prot, control, data))
-            described = DescribedMedia(control, media.proto, media.formats, tuple(offered))
+            # the sdp package's a=key-mgmt codec has decoded each message already (RFC 4567 §3.1)
+            offered = tuple(
+                KeyMgmtSpec(attr.prot.lower(), control, attr.message)
+                for attr in sdp.effective_key_mgmt(index)
+            )
+            described = DescribedMedia(control, media.proto, media.formats, offered)
         except StopIteration:
             raise RtspParseError("DESCRIBE has no audio stream") from None
+        except KeyMgmtDataError:
+            raise KeyMgmtError("malformed a=key-mgmt value") from None
         except SdpError:
             raise RtspParseError("DESCRIBE body is not valid SDP") from None
         self.media = described

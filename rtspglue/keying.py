@@ -72,12 +72,13 @@ from mikey.exchange import (
 from mikey.identity import same_identity
 from mikey.keying import KeyingResult, Mode, RegistrationSa, Role
 from mikey.pki import StaticPskStore
+from sdp.keymgmt import KeyMgmtAttr
 from srtp.errors import SrtpError
 from srtp.gsa import Gsa, GsaRegistry
 from srtp.gsa import TeardownReason as GsaReason
 
 from .errors import KeyMgmtFailure, RateLimited
-from .keymgmt import KeyMgmtSpec, format_key_mgmt_attribute, format_keymgmt
+from .keymgmt import KeyMgmtSpec, format_keymgmt
 from .ratelimit import SourceRateLimiter
 from .server import ConnectionInfo, MediaInfo, SessionContext, TeardownReason
 
@@ -308,7 +309,7 @@ class MikeyServerKeying:
             # The same connection asks again: the message it already has, not a new signature.
             # (It keeps its place: the table stays in creation order for _expire_pending.)
             self.describe_stats.reused += 1
-            return format_key_mgmt_attribute("mikey", old.message)
+            return KeyMgmtAttr.from_message("mikey", old.message).encode_value()
         if self.describe_limiter is not None:
             wait, first = self.describe_limiter.take(connection.peer[0], now)
             if wait:
@@ -335,7 +336,7 @@ class MikeyServerKeying:
         while len(self._pending) > self.max_pending:
             _, dropped = self._pending.popitem(last=False)
             dropped.initiator.abort()
-        return format_key_mgmt_attribute("mikey", message)
+        return KeyMgmtAttr.from_message("mikey", message).encode_value()
 
     def _expire_pending(self, now: float) -> None:
         while self._pending:

@@ -10,15 +10,26 @@ them is ignored (GStreamer writes none, VLC one space), quotes are optional on i
 may be empty. The formatter always writes the RFC form ``prot=mikey; uri="..."; data="..."``.
 Base64 is validated strictly; an error names the field, never its content (MIKEY messages may
 carry keys under NULL encryption).
+
+The SDP ``a=key-mgmt`` attribute (RFC 4567 §3.1) is not here: it is the :mod:`sdp` package's
+(:class:`sdp.KeyMgmtAttr`), and so are the prtcl-id grammar and the one strict base64 decoder this
+module uses for the header's and the parameters' data. ``parse_key_mgmt_attribute`` and
+``format_key_mgmt_attribute`` remain as thin adapters onto it for existing callers.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from sdp.errors import SdpError, SdpLimitError
+from sdp.keymgmt import (
+    MAX_KEY_MGMT_DATA,
+    KeyMgmtAttr,
+    decode_key_mgmt_data,
+    encode_key_mgmt_data,
+    is_kmpid,
+)
 
 from .errors import KeyMgmtError
 from .message import split_outside_quotes
@@ -37,32 +48,33 @@ __all__ = [
     "parse_set_parameter_keying",
 ]
 
-MAX_KEYMGMT_DATA = 16384
-_KMPID = re.compile(r"^[A-Za-z0-9]{1,32}$")
-_B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+MAX_KEYMGMT_DATA = MAX_KEY_MGMT_DATA
 
 
 def decode_base64(text: str, *, what: str = "key-mgmt data") -> bytes:
-    """Strict standard base64 (RFC 4648 §4, padded) to bytes; raise KeyMgmtError otherwise."""
+    """Strict standard base64 (RFC 4648 §4, padded) to bytes; raise KeyMgmtError otherwise.
+
+    Whitespace around the value is a header's and is dropped; the decoding is
+    :func:`sdp.keymgmt.decode_key_mgmt_data`'s.
+    """
     text = text.strip()
     if not text:
         raise KeyMgmtError(f"empty {what}")
-    if len(text) > (MAX_KEYMGMT_DATA * 4) // 3 + 4:
-        raise KeyMgmtError(f"{what} too long")
-    if len(text) % 4 or not _B64.match(text):
-        raise KeyMgmtError(f"{what} is not valid base64")
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+        return decode_key_mgmt_data(text)
+    except SdpLimitError:
+        raise KeyMgmtError(f"{what} too long") from None
+    except SdpError:
         raise KeyMgmtError(f"{what} is not valid base64") from None
 
 
 def _encode_base64(data: bytes) -> str:
-    if not data:
-        raise KeyMgmtError("empty key-mgmt data")
-    if len(data) > MAX_KEYMGMT_DATA:
-        raise KeyMgmtError("key-mgmt data too long")
-    return base64.b64encode(data).decode("ascii")
+    try:
+        return encode_key_mgmt_data(data)
+    except SdpLimitError:
+        raise KeyMgmtError("key-mgmt data too long") from None
+    except SdpError:
+        raise KeyMgmtError("empty key-mgmt data") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +87,7 @@ class KeyMgmtSpec:
 
     def encode(self) -> str:
         """RFC 4567 form: ``prot=mikey; uri="..."; data="..."``."""
-        if not _KMPID.match(self.prot):
+        if not is_kmpid(self.prot):  # RFC 4567 §3.2: prot = KMPID
             raise KeyMgmtError("invalid key management protocol id")
         if '"' in self.uri or any(ord(c) < 0x21 for c in self.uri):
             raise KeyMgmtError("invalid key-mgmt uri")
@@ -111,7 +123,7 @@ def _parse_spec(text: str) -> KeyMgmtSpec:
     if "prot" not in params or "data" not in params:
         raise KeyMgmtError("KeyMgmt spec needs prot and data")
     prot = params["prot"]
-    if not _KMPID.match(prot):
+    if not is_kmpid(prot):  # RFC 4567 §3.2: prot = KMPID
         raise KeyMgmtError("invalid key management protocol id")
     uri = params.get("uri", "")
     if any(ord(c) < 0x20 for c in uri):
@@ -135,23 +147,25 @@ def format_keymgmt(specs: Iterable[KeyMgmtSpec]) -> str:
     return ", ".join(spec.encode() for spec in specs)
 
 
-# --- SDP a=key-mgmt value (RFC 4567 §3.1) -----------------------------------------------------
+# --- adapters onto the one SDP a=key-mgmt codec (sdp.keymgmt, RFC 4567 §3.1) ----------------
 
 
 def parse_key_mgmt_attribute(value: str) -> tuple[str, bytes]:
-    """``[SP] prtcl-id SP base64`` (the a=key-mgmt value) to (protocol id, message bytes)."""
-    text = value.removeprefix(" ")
-    prot, sp, data = text.partition(" ")
-    if not sp or not _KMPID.match(prot) or data[:1].isspace() or data[-1:].isspace():
-        raise KeyMgmtError("malformed a=key-mgmt value")
-    return prot.lower(), decode_base64(data)
+    """The a=key-mgmt value to (protocol id in lower case, message bytes), by
+    :meth:`sdp.KeyMgmtAttr.parse_value`; its errors as :class:`KeyMgmtError`."""
+    try:
+        attr = KeyMgmtAttr.parse_value(value)
+    except SdpError:
+        raise KeyMgmtError("malformed a=key-mgmt value") from None
+    return attr.prot.lower(), attr.message
 
 
 def format_key_mgmt_attribute(prot: str, data: bytes) -> str:
-    """The a=key-mgmt value ``prot base64`` (RFC 4567 §3.1)."""
-    if not _KMPID.match(prot):
-        raise KeyMgmtError("invalid key management protocol id")
-    return f"{prot} {_encode_base64(data)}"
+    """The a=key-mgmt value ``prot base64`` (RFC 4567 §3.1), by :class:`sdp.KeyMgmtAttr`."""
+    try:
+        return KeyMgmtAttr.from_message(prot, data).encode_value()
+    except SdpError:
+        raise KeyMgmtError("invalid key management protocol id or data") from None
 
 
 # --- GET/SET_PARAMETER bodies (ONVIF Streaming Spec §5.x, GStreamer rtspsrc) -----------------

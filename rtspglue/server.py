@@ -45,8 +45,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from sipglue.errors import SdpError
-from sipglue.sdp import MediaDescription, SdpLine, SessionDescription
+from sdp.errors import SdpError
+from sdp.keymgmt import KeyMgmtAttr
+from sdp.model import MediaDescription, SdpLine, SessionDescription
 
 from .errors import KeyMgmtError, KeyMgmtFailure, RateLimited, RtspError, RtspParseError
 from .keymgmt import (
@@ -589,13 +590,11 @@ class RtspServer:
         )
         lines = [SdpLine("a", "rtpmap:0 PCMU/8000"), SdpLine("a", f"control:{_CONTROL}")]
         if key_mgmt is not None:
-            lines.append(SdpLine("a", f"key-mgmt:{key_mgmt}"))
+            # the hook's value through the one a=key-mgmt codec (RFC 4567 §3.1)
+            lines.append(KeyMgmtAttr.parse_value(key_mgmt).to_line())
         profile = "RTP/SAVP" if self.keying is not None else "RTP/AVP"
         media = MediaDescription.build("audio", 0, profile, ["0"], lines)
-        description = SessionDescription(session, (media,))
-        if key_mgmt is not None:
-            description.key_mgmt(0)  # validates the hook's value (RFC 4567 §3.1)
-        return description.encode()
+        return SessionDescription(session, (media,)).encode()
 
     def _choose_transport(self, request: RtspRequest) -> TransportSpec:
         value = request.header("Transport")

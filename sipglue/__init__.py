@@ -1,4 +1,4 @@
-"""sipglue: SDP (RFC 4566/4567/3264), SIP codec, transactions, dialogs and an asyncio UA.
+"""sipglue: SDP offer/answer (RFC 3264, on :mod:`sdp`), SIP codec, transactions, dialogs, a UA.
 
 No cryptography lives here; the keying binder (``sipglue.keying``) plugs into
 :class:`~sipglue.hooks.OfferAnswerHandler` (re-exported by ``sipglue.ua``). The UA is a

@@ -1,21 +1,38 @@
 """Exceptions raised by the :mod:`sipglue` package.
 
-Every error the package raises derives from :class:`SipError`. Parsing errors never quote more
+Every error of the package's own derives from :class:`SipError`; a malformed SDP body raises the
+:mod:`sdp` package's :class:`SdpError` (re-exported here), and an offer the answerer declines
+:class:`SdpNegotiationError`, which is both. Parsing errors never quote more
 than a short, sanitised excerpt of the input (SDP bodies may carry key material).
 """
 
 from __future__ import annotations
+
+from sdp.errors import SdpError
+
+__all__ = [
+    "CallError",
+    "DialogError",
+    "Rejected",
+    "SdpError",
+    "SdpNegotiationError",
+    "SipError",
+    "SipParseError",
+    "TransactionError",
+    "TransportError",
+]
 
 
 class SipError(Exception):
     """Base of every exception raised by the sipglue package."""
 
 
-class SdpError(SipError):
-    """A malformed or over-sized SDP body, or an invalid SDP value given to a builder."""
+# SdpError is the sdp package's own error (a malformed body is no SIP error), re-exported here
+# so that ``except SdpError`` in sipglue and its users keeps catching what the codec raises.
+# Only the offer/answer refusal below is SIP-side: it carries the status code to answer with.
 
 
-class SdpNegotiationError(SdpError):
+class SdpNegotiationError(SdpError, SipError):
     """The answerer declines an offer (RFC 3264 §6); carries the SIP status to send."""
 
     def __init__(self, message: str, *, status_code: int = 488) -> None:

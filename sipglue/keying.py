@@ -46,8 +46,6 @@ the same 2xx (so the responder's replay cache sees each I_MESSAGE once).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import functools
 import logging
@@ -74,7 +72,7 @@ from srtp.errors import SrtpError
 from srtp.gsa import GsaRegistry
 from srtp.gsa import TeardownReason as GsaReason
 
-from .errors import Rejected, SdpError, SipError, SipParseError
+from .errors import Rejected, SdpError, SdpNegotiationError, SipError, SipParseError
 from .message import SipUri
 from .sdp import (
     KeyMgmtAttr,
@@ -273,17 +271,6 @@ def _sentence(exc: BaseException) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _mikey_data(attr: KeyMgmtAttr) -> bytes:
-    try:
-        return base64.b64decode(attr.data, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyingError("a=key-mgmt data is not base64") from None
-
-
 def _mikey_attrs(sdp: SessionDescription, index: int) -> list[KeyMgmtAttr]:
     return [a for a in sdp.effective_key_mgmt(index) if a.prot.lower() == KMPID]
 
@@ -437,16 +424,17 @@ class MikeyCallKeying:
         streams = (StreamSpec(media.ssrc), StreamSpec(0))
         initiator = self._initiator(_aor(target) if target is not None else None)
         try:
-            data = _b64(initiator.start(self.clock(), streams))
-        except MikeyError as exc:
+            attr = KeyMgmtAttr.from_message(KMPID, initiator.start(self.clock(), streams))
+        except (MikeyError, SdpError) as exc:
             raise KeyingError(f"offer not built: {exc}", detail=_sentence(exc)) from None
+        data = attr.data
         sid = session_id if session_id is not None else int.from_bytes(self.rng(4), "big")
         self._remember(data, _Pending(initiator, media, None))
         offer = build_audio_offer(
             media.address,
             media.port,
             session_id=sid,
-            key_mgmt=[KeyMgmtAttr(KMPID, data)],
+            key_mgmt=[attr],
             key_mgmt_at_media=self.key_mgmt_at_media,
         )
         return offer, data
@@ -487,11 +475,13 @@ class MikeyCallKeying:
             endpoint = endpoint.with_config(replace(self.config, peer_identity=owner))
         initiator = Initiator(endpoint)
         try:
-            data = _b64(
-                initiator.start(self.clock(), streams, rekey_of=gsa.rekey_sa or gsa.registration)
+            attr = KeyMgmtAttr.from_message(
+                KMPID,
+                initiator.start(self.clock(), streams, rekey_of=gsa.rekey_sa or gsa.registration),
             )
-        except MikeyError as exc:
+        except (MikeyError, SdpError) as exc:
             raise KeyingError(f"re-key offer not built: {exc}", detail=_sentence(exc)) from None
+        data = attr.data
         assert call.local_sdp is not None
         previous = call.local_sdp
         origin = next((ln.value.split() for ln in previous.session if ln.type == "o"), [])
@@ -502,7 +492,7 @@ class MikeyCallKeying:
             keys.local.port,
             session_id=sid,
             session_version=version,
-            key_mgmt=[KeyMgmtAttr(KMPID, data)],
+            key_mgmt=[attr],
             key_mgmt_at_media=self.key_mgmt_at_media,
         )
         self._remember(data, _Pending(initiator, keys.local, keys.key))
@@ -568,7 +558,7 @@ class MikeyCallKeying:
         if initiator.expects_response:
             if len(got) != 1:
                 raise KeyingError("the answer carries no MIKEY response")
-            outcome = initiator.finish(_mikey_data(got[0]), now)
+            outcome = initiator.finish(got[0].message, now)
         else:
             if got:  # see module docstring: no response in this mode, so none may come
                 raise KeyingError("unexpected MIKEY data in the answer")
@@ -609,17 +599,17 @@ class MikeyCallKeying:
         if index is None:
             raise self._refuse(call, 488, "no secure audio stream offered")
         try:
+            # the one a=key-mgmt codec (sdp.keymgmt) decodes the data as it parses it
             attr = choose_key_mgmt(offer, index, (KMPID,))
-        except SdpError:
+        except SdpNegotiationError:
             raise self._refuse(call, 488, "no MIKEY key management offered") from None
+        except SdpError:
+            raise self._refuse(call, 488, "MIKEY: malformed key-mgmt data") from None
         if attr is None:
             if existing is not None:  # re-INVITE without key-mgmt keeps the keys
                 return self._answer(offer, existing.local, None)
             raise self._refuse(call, 488, "no MIKEY key management offered")
-        try:
-            data = _mikey_data(attr)
-        except KeyingError:
-            raise self._refuse(call, 488, "MIKEY: malformed key-mgmt data") from None
+        data = attr.message
         local = existing.local if existing is not None else await self._local_media(call, offer)
         key = call.id
         if call.ended or key is None:
@@ -642,7 +632,7 @@ class MikeyCallKeying:
         if not isinstance(reply, ExchangeCompleted):
             body = None
             if reply.answer is not None:
-                body = _error_sdp(offer, index, _b64(reply.answer), self.address).encode()
+                body = _error_sdp(offer, index, reply.answer, self.address).encode()
             warning = f"MIKEY: {_error_name(reply.error)}"
             if reply.error.error_no == ErrorNo.INVALID_ID:
                 # fixed phrases only: the exception's text may quote what the peer sent
@@ -653,9 +643,7 @@ class MikeyCallKeying:
         # The result is staged: its CSB is recorded only once the call's keys are installed.
         result = reply.result
         try:
-            answer = self._answer(
-                offer, local, _b64(reply.answer) if reply.answer is not None else None
-            )
+            answer = self._answer(offer, local, reply.answer)
         except SdpError as exc:
             self.endpoint.discard(result)
             raise self._refuse(call, exc_status(exc), f"SDP: {exc}") from None
@@ -719,14 +707,14 @@ class MikeyCallKeying:
         self._schedule_expire()
 
     def _answer(
-        self, offer: SessionDescription, local: LocalMedia, response: str | None
+        self, offer: SessionDescription, local: LocalMedia, response: bytes | None
     ) -> SessionDescription:
         return build_audio_answer(
             offer,
             local.address,
             local.port,
             session_id=local.ssrc,
-            key_mgmt=KeyMgmtAttr(KMPID, response) if response is not None else None,
+            key_mgmt=KeyMgmtAttr.from_message(KMPID, response) if response is not None else None,
         )
 
     def _refuse(
@@ -789,7 +777,7 @@ def exc_status(exc: SdpError) -> int:
 
 
 def _error_sdp(
-    offer: SessionDescription, index: int, data: str, address: str
+    offer: SessionDescription, index: int, data: bytes, address: str
 ) -> SessionDescription:
     """A 488/606 body: every stream rejected, the MIKEY error message at the offer's level."""
     head = build_audio_offer(address, 9, session_id=0).session
@@ -798,4 +786,4 @@ def _error_sdp(
         for m in offer.media
     )
     sdp = SessionDescription(head, media)
-    return sdp.with_key_mgmt(offer.key_mgmt_level(index), [KeyMgmtAttr(KMPID, data)])
+    return sdp.with_key_mgmt(offer.key_mgmt_level(index), [KeyMgmtAttr.from_message(KMPID, data)])

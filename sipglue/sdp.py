@@ -1,416 +1,51 @@
-"""SDP model (RFC 4566) with lossless round trip, RFC 4567 key-mgmt and RFC 3264 helpers.
+"""SDP offer/answer for SIP calls (RFC 3264) on top of the :mod:`sdp` model and codec.
 
-A body is kept as its lines: :class:`SessionDescription` holds the session-level lines and a
-tuple of :class:`MediaDescription` (each starting with its ``m=`` line). Lines the model does not
-understand are kept verbatim and in order, so ``SessionDescription.parse(b).encode()`` equals the
-input up to line endings (``\\r\\n`` is always written) and dropped blank lines. Typed accessors
-(media fields, connection, attributes, key-mgmt) parse on demand and raise :class:`SdpError`;
-setters return a new, immutable description.
+The SDP model, its codec and the one ``a=key-mgmt`` codec live in the top-level :mod:`sdp`
+package (shared with RTSP); this module adds what a SIP call needs: the audio offer and answer
+builders, the choice of key-management protocol and the accepted-stream lookup. The model's
+names stay importable from here for existing callers.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sdp.keymgmt import KeyMgmtAttr
+from sdp.model import (
+    KNOWN_PROTOS,
+    MAX_MEDIA,
+    MAX_SDP_BYTES,
+    MAX_SDP_LINES,
+    VERSION_LINE,
+    Connection,
+    MediaDescription,
+    SdpLine,
+    SessionDescription,
+    shared_line,
+)
 
 from .errors import SdpError, SdpNegotiationError
 
 __all__ = [
+    "KNOWN_PROTOS",
+    "MAX_MEDIA",
     "MAX_SDP_BYTES",
     "MAX_SDP_LINES",
+    "OPUS",
+    "PCMU",
     "AudioCodec",
     "Connection",
     "KeyMgmtAttr",
     "MediaDescription",
+    "SdpError",
     "SdpLine",
     "SessionDescription",
+    "accepted_media_index",
     "build_audio_answer",
     "build_audio_offer",
     "choose_key_mgmt",
 ]
-
-MAX_SDP_BYTES = 65536
-MAX_SDP_LINES = 2048
-MAX_MEDIA = 64
-
-_KMPID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-# RFC 4567 §3.1 key-mgmt data is base64 text; the check deletes every base64 byte and expects
-# nothing left (a table lookup per byte: several times faster than a regex on the kilobytes of
-# a public-key I_MESSAGE, and every offer and answer is checked a few times)
-_BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-
-
-def _is_base64_text(data: str) -> bool:
-    return bool(data) and data.isascii() and not data.encode("ascii").translate(None, _BASE64_BYTES)
-
-
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
-
-KNOWN_PROTOS = ("RTP/AVP", "RTP/SAVP", "RTP/SAVPF", "RTP/AVPF", "UDP/TLS/RTP/SAVPF", "udp")
-
-
-@dataclass(frozen=True, slots=True)
-class SdpLine:
-    """One ``<type>=<value>`` line, kept verbatim."""
-
-    type: str
-    value: str
-
-    def __post_init__(self) -> None:
-        # plain string tests: every line of every body passes here, and they beat two regexes
-        kind, value = self.type, self.value
-        if not (isinstance(kind, str) and len(kind) == 1 and "a" <= kind <= "z"):
-            raise SdpError("SDP line type must be one lower-case letter (RFC 4566 §5)")
-        if "\r" in value or "\n" in value or "\x00" in value:
-            raise SdpError("SDP line value contains CR, LF or NUL")
-
-    def encode(self) -> str:
-        return f"{self.type}={self.value}"
-
-    @property
-    def attribute(self) -> tuple[str, str | None] | None:
-        """``(name, value)`` for an ``a=`` line (value None for a property attribute)."""
-        if self.type != "a":
-            return None
-        name, sep, value = self.value.partition(":")
-        return (name, value if sep else None)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyMgmtAttr:
-    """An ``a=key-mgmt:<prot> <data>`` attribute (RFC 4567 §3.1). ``data`` is base64 text."""
-
-    prot: str
-    data: str = field(repr=False)
-
-    def __post_init__(self) -> None:
-        if not _KMPID_RE.fullmatch(self.prot):
-            raise SdpError("invalid key-mgmt protocol identifier (RFC 4567 §3.1)")
-        if not (isinstance(self.data, str) and _is_base64_text(self.data)):
-            raise SdpError("key-mgmt data is not base64 text (RFC 4567 §3.1)")
-
-    @classmethod
-    def parse_value(cls, value: str) -> KeyMgmtAttr:
-        """Parse the attribute value after ``key-mgmt:`` (0*1 SP, prtcl-id, SP, data)."""
-        text = value[1:] if value.startswith(" ") else value
-        prot, sep, data = text.partition(" ")
-        if not sep or not prot or not data:
-            raise SdpError("key-mgmt attribute needs '<prot> <data>' (RFC 4567 §3.1)")
-        return cls(prot, data)
-
-    def to_line(self) -> SdpLine:
-        return SdpLine("a", f"key-mgmt:{self.prot} {self.data}")
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """A ``c=`` line: network type, address type, connection address."""
-
-    nettype: str
-    addrtype: str
-    address: str
-
-    @classmethod
-    def parse_value(cls, value: str) -> Connection:
-        parts = value.split()
-        if len(parts) != 3:
-            raise SdpError("c= line needs '<nettype> <addrtype> <address>' (RFC 4566 §5.7)")
-        return cls(parts[0], parts[1], parts[2])
-
-    def to_line(self) -> SdpLine:
-        return SdpLine("c", f"{self.nettype} {self.addrtype} {self.address}")
-
-
-def _is_key_mgmt(line: SdpLine) -> bool:
-    attr = line.attribute
-    return attr is not None and attr[0] == "key-mgmt"
-
-
-def _key_mgmt_of(lines: Iterable[SdpLine]) -> list[KeyMgmtAttr]:
-    out: list[KeyMgmtAttr] = []
-    for line in lines:
-        attr = line.attribute
-        if attr is not None and attr[0] == "key-mgmt":
-            out.append(KeyMgmtAttr.parse_value(attr[1] or ""))
-    return out
-
-
-def _replace_key_mgmt(
-    lines: tuple[SdpLine, ...], attrs: Sequence[KeyMgmtAttr], floor: int
-) -> tuple[SdpLine, ...]:
-    """Replace every key-mgmt line; new ones go where the first old one was, else at the end."""
-    new = [a.to_line() for a in attrs]
-    out: list[SdpLine] = []
-    inserted = False
-    for index, line in enumerate(lines):
-        if index >= floor and _is_key_mgmt(line):
-            if not inserted:
-                out.extend(new)
-                inserted = True
-            continue
-        out.append(line)
-    if not inserted:
-        out.extend(new)
-    return tuple(out)
-
-
-def _attributes(lines: Iterable[SdpLine], name: str) -> list[str | None]:
-    return [a[1] for line in lines if (a := line.attribute) is not None and a[0] == name]
-
-
-@dataclass(frozen=True, slots=True)
-class MediaDescription:
-    """A media section: its ``m=`` line first, then its other lines in order (RFC 4566 §5.14)."""
-
-    lines: tuple[SdpLine, ...]
-
-    def __post_init__(self) -> None:
-        if not self.lines or self.lines[0].type != "m":
-            raise SdpError("a media section starts with an m= line")
-        parts = self.lines[0].value.split()
-        if len(parts) < 3:
-            raise SdpError("m= line needs '<media> <port> <proto> <fmt> ...' (RFC 4566 §5.14)")
-        port, _, count = parts[1].partition("/")
-        if not port.isdigit() or int(port) > 65535 or (count and not count.isdigit()):
-            raise SdpError("m= line has an invalid port (RFC 4566 §5.14)")
-        if not _TOKEN_RE.fullmatch(parts[0]):
-            raise SdpError("m= line has an invalid media type")
-
-    @classmethod
-    def build(
-        cls,
-        media: str,
-        port: int,
-        proto: str,
-        formats: Sequence[str],
-        lines: Iterable[SdpLine] = (),
-    ) -> MediaDescription:
-        """Build a media section from its m= fields and following lines."""
-        if not 0 <= port <= 65535:
-            raise SdpError("media port out of range")
-        if any(not _TOKEN_RE.fullmatch(f) for f in formats) or not _TOKEN_RE.fullmatch(media):
-            raise SdpError("invalid media type or format")
-        fmt = " ".join(formats)
-        value = f"{media} {port} {proto} {fmt}" if formats else f"{media} {port} {proto}"
-        return cls((SdpLine("m", value), *lines))
-
-    @property
-    def _m(self) -> list[str]:
-        return self.lines[0].value.split()
-
-    @property
-    def media(self) -> str:
-        return self._m[0]
-
-    @property
-    def port(self) -> int:
-        return int(self._m[1].partition("/")[0])
-
-    @property
-    def port_count(self) -> int | None:
-        count = self._m[1].partition("/")[2]
-        return int(count) if count else None
-
-    @property
-    def proto(self) -> str:
-        return self._m[2]
-
-    @property
-    def formats(self) -> tuple[str, ...]:
-        return tuple(self._m[3:])
-
-    @property
-    def connection(self) -> Connection | None:
-        for line in self.lines:
-            if line.type == "c":
-                return Connection.parse_value(line.value)
-        return None
-
-    def attributes(self, name: str) -> list[str | None]:
-        """Values of every media-level ``a=<name>`` line, in order."""
-        return _attributes(self.lines, name)
-
-    def rtpmap(self) -> dict[str, str]:
-        """Payload type -> encoding (``"PCMU/8000"``) from media-level ``a=rtpmap``."""
-        out: dict[str, str] = {}
-        for value in self.attributes("rtpmap"):
-            pt, _, enc = (value or "").partition(" ")
-            if pt and enc:
-                out.setdefault(pt, enc.strip())
-        return out
-
-    @property
-    def key_mgmt(self) -> list[KeyMgmtAttr]:
-        return _key_mgmt_of(self.lines)
-
-    def with_port(self, port: int) -> MediaDescription:
-        parts = self._m
-        if not 0 <= port <= 65535:
-            raise SdpError("media port out of range")
-        parts[1] = str(port)
-        return replace(self, lines=(SdpLine("m", " ".join(parts)), *self.lines[1:]))
-
-    def with_key_mgmt(self, attrs: Sequence[KeyMgmtAttr]) -> MediaDescription:
-        return replace(self, lines=_replace_key_mgmt(self.lines, attrs, 1))
-
-    def encode_lines(self) -> list[str]:
-        return [line.encode() for line in self.lines]
-
-
-_VERSION_LINE = SdpLine("v", "0")
-# Lines that recur in nearly every body share one immutable instance: fewer objects built per
-# body and fewer kept alive with every call's offer and answer.
-_COMMON_LINES = {
-    line.encode(): line
-    for line in (
-        _VERSION_LINE,
-        SdpLine("s", "-"),
-        SdpLine("t", "0 0"),
-        *(SdpLine("a", d) for d in ("sendrecv", "sendonly", "recvonly", "inactive", "rtcp-mux")),
-        *(
-            SdpLine("a", f"rtpmap:{pt} {enc}")
-            for pt, enc in (("0", "PCMU/8000"), ("8", "PCMA/8000"), ("111", "opus/48000/2"))
-        ),
-    )
-}
-
-
-def _line(kind: str, value: str) -> SdpLine:
-    """An SDP line, shared when it is one of the common ones."""
-    return _COMMON_LINES.get(f"{kind}={value}") or SdpLine(kind, value)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionDescription:
-    """A whole SDP body: session-level lines (starting with ``v=``) and media sections."""
-
-    session: tuple[SdpLine, ...]
-    media: tuple[MediaDescription, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.session or self.session[0] != _VERSION_LINE:
-            raise SdpError("SDP must start with v=0 (RFC 4566 §5.1)")
-        if any(line.type == "m" for line in self.session):
-            raise SdpError("m= line at session level")
-        if len(self.media) > MAX_MEDIA:
-            raise SdpError("too many media sections")
-
-    @classmethod
-    def parse(cls, data: bytes | str) -> SessionDescription:
-        """Parse a body; accepts CRLF or LF line endings. Raises :class:`SdpError`."""
-        if len(data) > MAX_SDP_BYTES:
-            raise SdpError("SDP body too large")
-        if isinstance(data, bytes):
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise SdpError("SDP body is not UTF-8 (RFC 4566 §5)") from exc
-        else:
-            text = data
-        raw_lines = text.split("\n")
-        if len(raw_lines) > MAX_SDP_LINES:
-            raise SdpError("too many SDP lines")
-        session: list[SdpLine] = []
-        sections: list[list[SdpLine]] = []
-        for number, raw in enumerate(raw_lines, 1):
-            line = raw[:-1] if raw.endswith("\r") else raw
-            if not line:
-                continue
-            if len(line) < 2 or line[1] != "=":
-                raise SdpError(f"SDP line {number} is not '<type>=<value>'")
-            sdp_line = _COMMON_LINES.get(line) or SdpLine(line[0], line[2:])
-            if sdp_line.type == "m":
-                if len(sections) >= MAX_MEDIA:
-                    raise SdpError("too many media sections")
-                sections.append([sdp_line])
-            elif sections:
-                sections[-1].append(sdp_line)
-            else:
-                session.append(sdp_line)
-        return cls(tuple(session), tuple(MediaDescription(tuple(s)) for s in sections))
-
-    def encode(self) -> bytes:
-        """Serialise with CRLF line endings."""
-        lines = [line.encode() for line in self.session]
-        for m in self.media:
-            lines.extend(m.encode_lines())
-        body = ("\r\n".join(lines) + "\r\n").encode("utf-8")
-        if len(body) > MAX_SDP_BYTES:
-            raise SdpError("SDP body too large")
-        return body
-
-    def __bytes__(self) -> bytes:
-        return self.encode()
-
-    # -- accessors -------------------------------------------------------------------------
-
-    def _media_at(self, index: int) -> MediaDescription:
-        if not 0 <= index < len(self.media):
-            raise SdpError(f"no media section {index}")
-        return self.media[index]
-
-    def attributes(self, name: str) -> list[str | None]:
-        """Values of every session-level ``a=<name>`` line, in order."""
-        return _attributes(self.session, name)
-
-    @property
-    def connection(self) -> Connection | None:
-        for line in self.session:
-            if line.type == "c":
-                return Connection.parse_value(line.value)
-        return None
-
-    def effective_connection(self, media_index: int) -> Connection | None:
-        """The media's c= line, else the session's (RFC 4566 §5.7)."""
-        return self._media_at(media_index).connection or self.connection
-
-    def key_mgmt(self, media_index: int | None, *, inherit: bool = True) -> list[KeyMgmtAttr]:
-        """Key-mgmt attributes for a level (None = session level), in offer order.
-
-        For a media index, media-level attributes override the session level (RFC 4567 §3.1);
-        with ``inherit=False`` only that media's own lines are returned.
-        """
-        if media_index is None:
-            return _key_mgmt_of(self.session)
-        own = self._media_at(media_index).key_mgmt
-        if own or not inherit:
-            return own
-        return _key_mgmt_of(self.session)
-
-    def effective_key_mgmt(self, media_index: int) -> list[KeyMgmtAttr]:
-        """Key-mgmt that applies to a media section (media level overrides session level)."""
-        return self.key_mgmt(media_index, inherit=True)
-
-    def key_mgmt_level(self, media_index: int) -> int | None:
-        """Where the effective key-mgmt of a media comes from: its index, or None (session)."""
-        return media_index if self._media_at(media_index).key_mgmt else None
-
-    # -- setters (return a new description) ------------------------------------------------
-
-    def with_key_mgmt(
-        self, media_index: int | None, attrs: Sequence[KeyMgmtAttr]
-    ) -> SessionDescription:
-        """Replace every key-mgmt attribute at a level (empty sequence removes them)."""
-        if media_index is None:
-            return replace(self, session=_replace_key_mgmt(self.session, attrs, 1))
-        media = list(self.media)
-        media[media_index] = self._media_at(media_index).with_key_mgmt(attrs)
-        return replace(self, media=tuple(media))
-
-    def add_key_mgmt(self, media_index: int | None, attr: KeyMgmtAttr) -> SessionDescription:
-        """Append a key-mgmt attribute at a level, replacing one with the same protocol."""
-        current = [a for a in self.key_mgmt(media_index, inherit=False) if a.prot != attr.prot]
-        return self.with_key_mgmt(media_index, [*current, attr])
-
-    def with_media(self, index: int, media: MediaDescription) -> SessionDescription:
-        self._media_at(index)
-        items = list(self.media)
-        items[index] = media
-        return replace(self, media=tuple(items))
-
-
-# -- builders and RFC 3264 offer/answer -----------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,10 +58,12 @@ class AudioCodec:
 
     @property
     def name(self) -> str:
+        """The encoding name, lower case (``"pcmu"``)."""
         return self.encoding.split("/")[0].lower()
 
     def lines(self) -> list[SdpLine]:
-        out = [_line("a", f"rtpmap:{self.payload_type} {self.encoding}")]
+        """Its ``a=rtpmap`` (and ``a=fmtp``) lines."""
+        out = [shared_line("a", f"rtpmap:{self.payload_type} {self.encoding}")]
         if self.fmtp:
             out.append(SdpLine("a", f"fmtp:{self.payload_type} {self.fmtp}"))
         return out
@@ -442,11 +79,11 @@ def _session_head(
 ) -> list[SdpLine]:
     addrtype = "IP6" if ":" in address else "IP4"
     return [
-        _VERSION_LINE,
+        VERSION_LINE,
         SdpLine("o", f"{username} {session_id} {session_version} IN {addrtype} {address}"),
-        _line("s", "-"),
+        shared_line("s", "-"),
         SdpLine("c", f"IN {addrtype} {address}"),
-        _line("t", "0 0"),
+        shared_line("t", "0 0"),
     ]
 
 
@@ -471,7 +108,7 @@ def build_audio_offer(
     media_lines: list[SdpLine] = []
     for codec in codecs:
         media_lines.extend(codec.lines())
-    media_lines.append(_line("a", "sendrecv"))
+    media_lines.append(shared_line("a", "sendrecv"))
     if key_mgmt_at_media:
         media_lines.extend(km_lines)
     m = MediaDescription.build(
@@ -557,14 +194,14 @@ def build_audio_answer(
             offered = media.key_mgmt
             at_media = bool(offered)
             if not at_media:
-                offered = _key_mgmt_of(offer.session)
+                offered = offer.key_mgmt(None)
             if _choose(offered, supported_key_mgmt) is None and require_key_mgmt:
                 raise SdpNegotiationError("offer has no key management for the audio stream")
             chosen = index
             lines: list[SdpLine] = []
             for codec in accepted:
                 lines.extend(codec.lines())
-            lines.append(_line("a", "sendrecv"))
+            lines.append(shared_line("a", "sendrecv"))
             if key_mgmt is not None:
                 # the answerer's key-mgmt goes at the level the offer used (RFC 4567 §3.1)
                 (lines if at_media else head).append(key_mgmt.to_line())

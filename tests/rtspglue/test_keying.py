@@ -23,7 +23,7 @@ from mikey.pki import StaticPskStore
 from rtspglue.client import RtspClient
 from rtspglue.errors import KeyMgmtFailure, RtspStatusError
 from rtspglue.keying import MikeyClientKeying, MikeyServerKeying, is_initiator_message
-from rtspglue.keymgmt import KeyMgmtSpec, parse_key_mgmt_attribute
+from rtspglue.keymgmt import KeyMgmtSpec
 from rtspglue.media import RtpPacket, ToneSource, dominant_frequency
 from rtspglue.message import TransportSpec
 from rtspglue.server import (
@@ -34,6 +34,7 @@ from rtspglue.server import (
     SessionContext,
     TeardownReason,
 )
+from sdp.keymgmt import KeyMgmtAttr
 from srtp import _libsrtp
 from srtp.gsa import GsaRegistry
 from tests.mikey.pair import EVERY_MODE, configs
@@ -290,7 +291,7 @@ def test_get_parameter_carries_current_roc_after_wraps() -> None:
     media = _media()
     value = server.describe_key_mgmt(ConnectionInfo(1, ("127.0.0.1", 5)), media)
     assert value is not None
-    _, offer = parse_key_mgmt_attribute(value)
+    offer = KeyMgmtAttr.parse_value(value).message
     session = SessionContext(
         "s1", ConnectionInfo(1, ("127.0.0.1", 5)), media, TransportSpec("SAVP", "TCP", True)
     )
@@ -379,7 +380,7 @@ def test_null_kemac_is_refused_by_default() -> None:
     server = MikeyServerKeying(gst_cfg, allow_null_kemac=True)
     value = server.describe_key_mgmt(ConnectionInfo(1, ("127.0.0.1", 5)), _media())
     assert value is not None
-    _, offer = parse_key_mgmt_attribute(value)
+    offer = KeyMgmtAttr.parse_value(value).message
     client = MikeyClientKeying(gst_cfg)  # real modes only
     with pytest.raises(KeyMgmtFailure):
         client.setup_key_mgmt("x", (KeyMgmtSpec("mikey", "x", offer),))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from rtspglue.client import RtspClient
 from rtspglue.errors import KeyMgmtFailure, RtspStatusError
-from rtspglue.keymgmt import KeyMgmtSpec, format_key_mgmt_attribute, format_keymgmt
+from rtspglue.keymgmt import KeyMgmtSpec, format_keymgmt
 from rtspglue.media import RtpPacket, ToneSource, dominant_frequency, pcmu_decode
 from rtspglue.message import RtspParser, RtspResponse
 from rtspglue.server import (
@@ -26,6 +26,7 @@ from rtspglue.server import (
     SessionContext,
     TeardownReason,
 )
+from sdp.keymgmt import KeyMgmtAttr
 
 B64 = (
     "AQAFgBI0VngBAADerb7vAAAAAAsA6Tx/AIAAAAAKEAARIjNEVWZ3iJmqu8zd7v8BAAAAHgABAQEBEAIBAQMB"
@@ -58,7 +59,7 @@ class ServerHook:
 
     def describe_key_mgmt(self, connection: ConnectionInfo, media: MediaInfo) -> str | None:
         self.described.append(media)
-        return format_key_mgmt_attribute("mikey", I_MESSAGE)
+        return KeyMgmtAttr.from_message("mikey", I_MESSAGE).encode_value()
 
     def on_setup_key_mgmt(
         self, session: SessionContext, offers: tuple[KeyMgmtSpec, ...]
