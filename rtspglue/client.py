@@ -19,7 +19,6 @@ import logging
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 from sdp.errors import KeyMgmtDataError, SdpError
@@ -32,6 +31,7 @@ from .errors import (
     RtspParseError,
     RtspStatusError,
 )
+from .hooks import ClientKeying, TeardownReason
 from .keymgmt import (
     KeyMgmtSpec,
     format_keymgmt,
@@ -50,35 +50,11 @@ from .message import (
     TransportSpec,
     parse_transports,
 )
-from .server import TeardownReason, bind_rtp_pair
+from .server import bind_rtp_pair
 
 __all__ = ["ClientKeying", "DescribedMedia", "RtspClient", "SetupResult"]
 
 log = logging.getLogger(__name__)
-
-
-class ClientKeying(Protocol):
-    """Where MIKEY and SRTP plug into the client. Implemented by ``rtspglue.keying``."""
-
-    def setup_key_mgmt(self, control: str, offered: tuple[KeyMgmtSpec, ...]) -> bytes | None:
-        """The MIKEY message to send in SETUP's KeyMgmt for media ``control``, or None.
-
-        ``offered`` holds the DESCRIBE ``a=key-mgmt`` messages that apply to the media (server
-        keys: answer them); when empty, the hook may send its own I_MESSAGE (client keys).
-        """
-        ...
-
-    def on_setup_reply(self, keymgmt: tuple[KeyMgmtSpec, ...], ssrc: int | None) -> None:
-        """SETUP succeeded: the server's KeyMgmt values (maybe none) and its stream SSRC."""
-        ...
-
-    def unprotector(self, ssrc: int | None) -> Callable[[bytes], bytes]:
-        """A function turning each received packet into plain RTP; raise to drop it."""
-        ...
-
-    def on_teardown(self, reason: TeardownReason) -> None:
-        """The client session ended; called exactly once after a successful SETUP."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,9 +78,9 @@ from srtp.gsa import Gsa, GsaRegistry
 from srtp.gsa import TeardownReason as GsaReason
 
 from .errors import KeyMgmtFailure, RateLimited
+from .hooks import ConnectionInfo, MediaInfo, SessionContext, TeardownReason
 from .keymgmt import KeyMgmtSpec, format_keymgmt
 from .ratelimit import SourceRateLimiter
-from .server import ConnectionInfo, MediaInfo, SessionContext, TeardownReason
 
 __all__ = [
     "COSTLY_MODES",

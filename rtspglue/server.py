@@ -34,7 +34,6 @@ session ids come from the injected ``rng`` (``os.urandom`` by default).
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import math
@@ -42,7 +41,6 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from sdp.errors import SdpError
@@ -50,6 +48,14 @@ from sdp.keymgmt import KeyMgmtAttr
 from sdp.model import MediaDescription, SdpLine, SessionDescription
 
 from .errors import KeyMgmtError, KeyMgmtFailure, RateLimited, RtspError, RtspParseError
+from .hooks import (
+    ConnectionInfo,
+    MediaInfo,
+    ServerKeying,
+    SessionContext,
+    SessionState,
+    TeardownReason,
+)
 from .keymgmt import (
     KeyMgmtSpec,
     format_mikey_parameter,
@@ -57,7 +63,7 @@ from .keymgmt import (
     parse_keymgmt,
     parse_set_parameter_keying,
 )
-from .media import PCMU_PAYLOAD_TYPE, AudioSource, PacedStream, Pacer, PcmuPacketizer
+from .media import AudioSource, Pacer, PcmuPacketizer
 from .message import (
     InterleavedFrame,
     Limits,
@@ -93,116 +99,6 @@ SESSION_ID_BYTES = 12
 _SESSION_ID_ATTEMPTS = 8
 
 Rng = Callable[[int], bytes]
-
-
-class TeardownReason(enum.Enum):
-    """Why a session ended."""
-
-    TEARDOWN = "teardown"
-    TIMEOUT = "timeout"
-    CONNECTION_LOST = "connection-lost"
-    SHUTDOWN = "shutdown"
-    KEYING_FAILED = "keying-failed"
-    SETUP_FAILED = "setup-failed"
-
-
-class SessionState(enum.Enum):
-    """RTSP server session states (RFC 2326 Appendix A.2)."""
-
-    READY = "ready"
-    PLAYING = "playing"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionInfo:
-    """One client TCP connection."""
-
-    conn_id: int
-    peer: tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class MediaInfo:
-    """The single audio stream of a presentation, as described and set up."""
-
-    path: str
-    control: str
-    ssrc: int
-    payload_type: int = PCMU_PAYLOAD_TYPE
-    encoding: str = "PCMU/8000"
-
-
-@dataclass(eq=False, slots=True)
-class SessionContext:
-    """A live RTSP session. ``keying_state`` is free for the keying hook's own use."""
-
-    session_id: str
-    connection: ConnectionInfo
-    media: MediaInfo
-    transport: TransportSpec
-    state: SessionState = SessionState.READY
-    keying_state: object = None
-    last_activity: float = 0.0
-    packets_sent: int = 0
-    packets_dropped: int = 0
-    _packetizer: PcmuPacketizer | None = field(default=None, repr=False)
-    _send: Callable[[bytes], object] | None = field(default=None, repr=False)  # OSError: dropped
-    _protect: Callable[[bytes], bytes] | None = field(default=None, repr=False)
-    _play: PacedStream | None = field(default=None, repr=False)
-    _udp: list[asyncio.DatagramTransport] = field(default_factory=list, repr=False)
-    _sockets: list[socket.socket] = field(default_factory=list, repr=False)
-    _hook_seen: bool = field(default=False, repr=False)
-
-    @property
-    def ssrc(self) -> int:
-        """The SSRC of the stream sent in this session."""
-        return self.media.ssrc
-
-
-class ServerKeying(Protocol):
-    """Where MIKEY and SRTP plug into the server. Implemented by ``rtspglue.keying``.
-
-    Optional, looked up by name: ``on_foreign_set_parameter_mikey(session, specs, connection)``
-    for a keying SET_PARAMETER that arrives on another connection than the session's (raise
-    :class:`KeyMgmtFailure` to refuse; the server answers 454 either way it fails, see the module
-    docstring). ``describe_key_mgmt`` may raise :class:`RateLimited` (503 with Retry-After).
-    """
-
-    def describe_key_mgmt(self, connection: ConnectionInfo, media: MediaInfo) -> str | None:
-        """The ``a=key-mgmt`` value (``"mikey <base64>"``) for DESCRIBE, or None."""
-        ...
-
-    def on_setup_key_mgmt(
-        self, session: SessionContext, offers: tuple[KeyMgmtSpec, ...]
-    ) -> str | None:
-        """Handle SETUP's KeyMgmt specs; return the KeyMgmt reply value or None.
-
-        Raise :class:`KeyMgmtFailure` to refuse (463, session discarded).
-        """
-        ...
-
-    def on_set_parameter_mikey(
-        self, session: SessionContext, specs: tuple[KeyMgmtSpec, ...]
-    ) -> None:
-        """A re-key in SET_PARAMETER (ONVIF ``mikey:`` or GStreamer ``KeyMgmt:`` body)."""
-        ...
-
-    def on_get_parameter_mikey(self, session: SessionContext) -> bytes:
-        """The MIKEY message answering GET_PARAMETER ``mikey`` (ONVIF)."""
-        ...
-
-    def protector(self, session: SessionContext, ssrc: int) -> Callable[[bytes], bytes]:
-        """A function turning each outgoing RTP packet into the packet to send (SRTP)."""
-        ...
-
-    def on_teardown(self, session: SessionContext, reason: TeardownReason) -> None:
-        """The session ended; called exactly once per session the hook has seen."""
-        ...
-
-    def on_connection_closed(self, connection: ConnectionInfo) -> None:
-        """A connection ended: drop keying state bound to it (e.g. a DESCRIBE without SETUP)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
