@@ -17,7 +17,7 @@ from mikey.codec import parse_message
 from mikey.errors import MikeyError
 from mikey.exchange import ExchangeConfig, PeerProfile, apply_profile
 
-from . import exchange
+from . import exchange, pcap
 from .common import CliError, mikey_bytes_from_text, read_input
 from .jsonform import from_json, to_json
 from .render import describe_message
@@ -35,6 +35,21 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         print(json.dumps(to_json(msg), indent=2 if args.pretty else None))
     else:
         print(describe_message(msg))
+    if args.psk or args.cert:
+        creds = pcap.credentials_of(args)
+        opened = pcap.open_message(data, creds, now=args.now)
+        if opened.reason:
+            print(f"KEMAC not opened: {opened.reason}")
+            return 2
+        for e in opened.keys:
+            line = f"Data SA: CS {e.cs_id}, SSRC 0x{e.ssrc:08x}, {e.policy.profile_name}"
+            if e.mki is not None:
+                line += f", MKI {e.mki.hex()}"
+            if args.show_keys:
+                line += (
+                    f", master key {bytes(e.master_key).hex()}, salt {bytes(e.master_salt).hex()}"
+                )
+            print(line)
     return 0
 
 
@@ -71,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode as this peer profile does: gstreamer/onvif lenient, mcptt with the 3GPP "
         "code points (TS 33.180) known to the strict codec (docs/PROFILES.md)",
     )
+    p.add_argument("--psk", help="open the KEMAC with this pre-shared key (HEX or @file)")
+    p.add_argument("--cert", help="open a PK envelope: the responder's certificate (PEM)")
+    p.add_argument("--key", help="open a PK envelope: the responder's private key (PEM)")
+    p.add_argument("--now", type=float, help="Unix time to check T against (default: its own)")
+    p.add_argument("--show-keys", action="store_true", help="print the master keys and salts")
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser("encode", help="encode the JSON form back into base64")
@@ -88,6 +108,7 @@ _Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _extensions() -> list[_Register]:
     found: list[_Register] = []
     found.append(exchange.register)
+    found.append(pcap.register)
     for ep in sorted(entry_points(group="mikey.cli"), key=lambda e: e.name):
         try:
             found.append(ep.load())

@@ -29,17 +29,15 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
-import struct
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from mikey.exchange import ExchangeConfig
 from mikey_cli import CliError, add_credential_options, config_from_args
+from mikey_cli.pcap import PcapWriter
 from srtp.gsa import GsaRegistry
 
 from .errors import CallError, SipError, SipParseError
@@ -57,62 +55,7 @@ from .ua import Call, TerminationReason, UserAgent
 
 __all__ = ["PcapWriter", "exchange_config", "register"]
 
-LINKTYPE_RAW = 101  # raw IPv4/IPv6 (tcpdump.org link-layer header types)
-_PCAP_HEADER = struct.Struct("<IHHiIII")
-_PCAP_RECORD = struct.Struct("<IIII")
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
-_UDP = struct.Struct("!HHHH")
-
-
-# -- pcap ------------------------------------------------------------------------------------
-
-
-def _checksum(header: bytes) -> int:
-    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-class PcapWriter:
-    """Classic libpcap file (LINKTYPE_RAW): one synthesized IPv4/UDP packet per datagram."""
-
-    def __init__(self, path: str | Path) -> None:
-        try:
-            self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise CliError(f"cannot write {path}: {exc.strerror}") from None
-        self._ident = 0
-        self.records = 0
-        self._file.write(_PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
-
-    def record(self, source: Address, destination: Address, payload: bytes) -> None:
-        """Append one datagram from ``source`` to ``destination`` (IPv4 only; others skipped)."""
-        if self._file is None:
-            return
-        try:
-            src = socket.inet_aton(source[0])
-            dst = socket.inet_aton(destination[0])
-        except OSError:
-            return
-        payload = payload[: 65535 - 28]
-        self._ident = (self._ident + 1) & 0xFFFF
-        udp = _UDP.pack(source[1], destination[1], 8 + len(payload), 0)  # checksum 0: none
-        ip = _IPV4.pack(0x45, 0, 28 + len(payload), self._ident, 0x4000, 64, 17, 0, src, dst)
-        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-        packet = ip + udp + payload
-        now = time.time()
-        sec = int(now)
-        self._file.write(
-            _PCAP_RECORD.pack(sec, int((now - sec) * 1_000_000), len(packet), len(packet))
-        )
-        self._file.write(packet)
-        self.records += 1
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+# -- pcap: the writer lives in mikey_cli.pcap (shared with mikey rtsp --pcap) -------------------
 
 
 class _CapturingUA(UserAgent):
