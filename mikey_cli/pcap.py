@@ -70,10 +70,13 @@ __all__ = [
     "OpenCredentials",
     "PcapError",
     "PcapWriter",
+    "Source",
     "analyse",
     "credentials_of",
     "open_message",
     "register",
+    "render_text",
+    "report",
 ]
 
 MAX_HEADER = 16 * 1024  # bytes of a SIP/RTSP start line and headers
@@ -171,6 +174,7 @@ class _Bounded(io.RawIOBase):
     def __init__(self, f: BinaryIO, size: int) -> None:
         self._f = f
         self._left = size
+        self.short = False  # a read found fewer bytes than asked for: the file breaks off
 
     def readable(self) -> bool:
         return True
@@ -178,9 +182,12 @@ class _Bounded(io.RawIOBase):
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = self._left
+        want = n
         n = min(n, self._left, MAX_RECORD)
         data = self._f.read(n)
         self._left -= len(data)
+        if data and len(data) < want:
+            self.short = True
         return data
 
     def readinto(self, b: Any) -> int:
@@ -248,17 +255,27 @@ def _segment(link: int, ts: float, buf: bytes) -> _Segment | None:
     return None
 
 
-def _segments(path: str, warnings: list[str]) -> Iterator[_Segment]:
+#: a capture: a file path, or its bytes (the fuzz harness)
+Source = str | Path | bytes
+
+
+def _segments(source: Source, warnings: list[str]) -> Iterator[_Segment]:
     """Every UDP datagram and TCP segment of the capture, in file order."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise PcapError(f"cannot read {path}: {exc.strerror}") from None
+    if isinstance(source, bytes):
+        f: BinaryIO = io.BytesIO(source)
+        size = len(source)
+        path = "the capture"
+    else:
+        path = str(source)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below
+            size = os.fstat(f.fileno()).st_size
+        except OSError as exc:
+            raise PcapError(f"cannot read {path}: {exc.strerror}") from None
     with f:
-        size = os.fstat(f.fileno()).st_size
         magic = f.read(4)
         f.seek(0)
-        bounded = io.BufferedReader(_Bounded(f, size))
+        bounded = _Bounded(f, size)
         try:
             if magic == b"\x0a\x0d\x0d\x0a":
                 reader: Any = dpkt.pcapng.Reader(bounded)
@@ -273,6 +290,8 @@ def _segments(path: str, warnings: list[str]) -> Iterator[_Segment]:
             try:
                 ts, buf = next(it)
             except StopIteration:
+                if bounded.short:
+                    warnings.append(f"the capture breaks off in packet {count + 1} (truncated)")
                 return
             except (dpkt.Error, ValueError, struct.error, EOFError, KeyError, IndexError):
                 warnings.append(
@@ -700,7 +719,7 @@ class Capture:
     decrypted_rtp: list[tuple[float, Address, Address, bytes]] = field(default_factory=list)
 
 
-def _signal_pass(path: str, cap: Capture, creds: OpenCredentials) -> None:
+def _signal_pass(path: Source, cap: Capture, creds: OpenCredentials) -> None:
     flows: dict[tuple[Address, Address], _TcpDirection] = {}
     seen: set[bytes] = set()
     items: list[Msg | _Interleaved] = []
@@ -784,7 +803,7 @@ def _dt_name(dt: int) -> str:
     return dt.name if isinstance(dt, DataType) else str(dt)
 
 
-def _media_pass(path: str, cap: Capture, want_rtp: bool, want_wav: bool) -> None:
+def _media_pass(path: Source, cap: Capture, want_rtp: bool, want_wav: bool) -> None:
     flows: dict[tuple[Address, Address], _TcpDirection] = {}
     contexts: dict[int, InboundStream | None] = {}
     items: list[Msg | _Interleaved] = []
@@ -920,9 +939,10 @@ def _media(  # noqa: PLR0917 - one packet and where it goes
 
 
 def analyse(
-    path: str, creds: OpenCredentials, *, want_rtp: bool = False, want_wav: bool = False
+    path: Source, creds: OpenCredentials, *, want_rtp: bool = False, want_wav: bool = False
 ) -> Capture:
-    """Read ``path`` twice: signalling and keys first, then the media those keys open."""
+    """Read the capture (a path, or its bytes) twice: signalling and keys first, then the
+    media those keys open. Raises only :class:`PcapError` (a capture that cannot be read)."""
     cap = Capture()
     _signal_pass(path, cap, creds)
     _media_pass(path, cap, want_rtp, want_wav)
@@ -1090,16 +1110,26 @@ def credentials_of(args: argparse.Namespace) -> OpenCredentials:
     return OpenCredentials(psk, creds, args.peer_profile)
 
 
-def _cmd_pcap(args: argparse.Namespace) -> int:
-    creds = credentials_of(args)
-    cap = analyse(args.file, creds, want_rtp=bool(args.rtp_dir), want_wav=bool(args.wav_dir))
-    result: dict[str, Any] = {
+def report(cap: Capture, *, show_keys: bool = False) -> dict[str, Any]:
+    """The JSON form of what :func:`analyse` found (keys only with ``show_keys``)."""
+    return {
         "ladder": _ladder_rows(cap),
         "exchanges": cap.key_reports,
-        "keys": _key_rows(cap, args.show_keys),
+        "keys": _key_rows(cap, show_keys),
         "streams": _stream_rows(cap),
         "warnings": cap.warnings,
     }
+
+
+def render_text(result: dict[str, Any]) -> str:
+    """The text form of :func:`report`'s result."""
+    return _text(result)
+
+
+def _cmd_pcap(args: argparse.Namespace) -> int:
+    creds = credentials_of(args)
+    cap = analyse(args.file, creds, want_rtp=bool(args.rtp_dir), want_wav=bool(args.wav_dir))
+    result = report(cap, show_keys=args.show_keys)
     if args.wav_dir:
         result["wav"] = _write_wavs(cap, args.wav_dir)
     if args.rtp_dir:

@@ -369,7 +369,7 @@ class Responder(Machine):
             inbound.claimed,
             inbound.signalled,
         )
-        rand, prf, t, now = inbound.rand, inbound.prf, inbound.t, inbound.now
+        rand, prf, t = inbound.rand, inbound.prf, inbound.t
         cfg = self.config
         # Without IDi the signalling names the initiator: its PSK is the one looked up.
         initiator_id = claimed if claimed is not None else signalled
@@ -436,7 +436,7 @@ class Responder(Machine):
             inbound.claimed,
             inbound.signalled,
         )
-        rand, prf, t, now = inbound.rand, inbound.prf, inbound.t, inbound.now
+        rand, t, now = inbound.rand, inbound.t, inbound.now
         cfg = self.config
         cert = peer_certificate(msg, cfg.trust, cfg.peer_certificate, now, "initiator")
         verify_signed(raw, msg, cert, cfg.sign_hash)
@@ -542,13 +542,7 @@ class Responder(Machine):
     ) -> _Answered:
         """PSK, PK: the keys came with the I_MESSAGE; answer only when V is asked for
         (RFC 3830 §3.1, §3.2)."""
-        spec, msg, rand, prf, now = (
-            inbound.spec,
-            inbound.msg,
-            inbound.rand,
-            inbound.prf,
-            inbound.now,
-        )
+        spec, msg, now = inbound.spec, inbound.msg, inbound.now
         if not msg.header.v:
             return None, None, None, auth.keys
         t_r, r_hdr, ids = self._answer_head(spec, msg, cs_map, now)
@@ -558,13 +552,7 @@ class Responder(Machine):
         self, inbound: _Inbound, ctx: _RespCtx, auth: _Authenticated, cs_map: list[SrtpIdEntry]
     ) -> _Answered:
         """DH-signed / DHHMAC: our DH value, the shared TGK and the signed or MACed answer."""
-        spec, msg, rand, prf, now = (
-            inbound.spec,
-            inbound.msg,
-            inbound.rand,
-            inbound.prf,
-            inbound.now,
-        )
+        spec, msg, now = inbound.spec, inbound.msg, inbound.now
         cfg = self.config
         dhi = msg.find(DhPayload)
         if dhi is None or len(msg.find_all(DhPayload)) != 1:

@@ -30,6 +30,7 @@ from mikey.codec import parse_message as parse_mikey
 from mikey.exchange import Endpoint, ExchangeCompleted, ExchangeConfig, ExchangeRefused, Responder
 from mikey.keying import Mode
 from mikey.pki import Credentials, StaticPskStore, TrustStore
+from mikey_cli.pcap import OpenCredentials, PcapError, analyse, render_text, report
 from mikey_cli.render import describe_payload
 from rtspglue.errors import RtspError
 from rtspglue.keymgmt import parse_key_mgmt_attribute, parse_keymgmt, parse_set_parameter_keying
@@ -332,6 +333,18 @@ RESPONDER_MODES = {
 
 GSTREAMER_RESPONDER = "responder_gst_null"
 
+# -- mikey pcap: the capture reader, TCP reassembly, SIP/RTSP framing, keying ---------------
+
+#: the docs/WIRE.md §Worked PSK exchange key: the seed captures carry that I_MESSAGE
+PCAP_PSK = bytes(range(15, -1, -1))
+
+
+def pcap_reader(data: bytes) -> None:
+    """A capture's bytes through ``mikey pcap`` (both passes) and both renderings."""
+    cap = analyse(data, OpenCredentials(psk=PCAP_PSK))
+    render_text(report(cap, show_keys=True))
+
+
 HARNESSES: dict[str, Harness] = {
     h.name: h
     for h in (
@@ -342,6 +355,7 @@ HARNESSES: dict[str, Harness] = {
         Harness("sip_stream", sip_stream, SIP_ERRORS),
         Harness("rtsp_messages", rtsp_messages, RTSP_ERRORS),
         Harness("keymgmt", keymgmt, RTSP_ERRORS),
+        Harness("pcap_reader", pcap_reader, (PcapError,)),
         *(
             Harness(name, _responder(mode), (), crypto=True)
             for name, mode in RESPONDER_MODES.items()

@@ -1,0 +1,141 @@
+"""``mikey pcap`` on hostile and odd captures, and ``mikey decode --psk`` (mikey_cli/pcap.py).
+
+Oracles: the seed captures of tests/fuzz/make_pcap_corpus.py (built with dpkt's writers, so the
+bytes each one carries are known), the docs/WIRE.md §Worked PSK exchange (its PSK, SSRC and
+TEK), and the rule of the fuzz harnesses: only :class:`PcapError` may escape, within a time
+bound, whatever the input.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mikey_cli.pcap import MAX_BODY, OpenCredentials, PcapError, analyse, report
+from tests.fuzz.__main__ import bounded, mutate
+from tests.fuzz.harnesses import HARNESSES, PCAP_PSK, seeds
+from tests.fuzz.make_pcap_corpus import seeds as build_seeds
+from tests.mikey import vectors
+
+SEEDS = build_seeds()
+CREDS = OpenCredentials(psk=PCAP_PSK)
+
+
+def test_corpus_on_disk_is_the_generator_output() -> None:
+    on_disk = {p.name: d for p, d in seeds("pcap_reader")}
+    assert on_disk == SEEDS
+
+
+def test_overlapping_out_of_order_segments_reassemble() -> None:
+    cap = analyse(SEEDS["sip_tcp_overlap.pcap"], CREDS)
+    (msg,) = cap.messages
+    assert msg.start == "INVITE sip:bob@127.0.0.2 SIP/2.0" and msg.transport == "tcp"
+    assert msg.body.endswith(b"a=ssrc:287454020\r\n")
+    (found,) = cap.mikey
+    assert found.data == vectors.PSK_I_MESSAGE and found.where == "SDP session"
+    (entry,) = cap.keys[0xDEADBEEF]
+    # docs/WIRE.md §SRTP keys of crypto session 1
+    assert bytes(entry.master_key).hex() == "1b3c86914d2e99652f57470a969a845a"
+    assert bytes(entry.master_salt).hex() == "d4d883ced237bdca4ec8eb8235b1"
+    assert not cap.warnings
+
+
+def test_worked_exchange_keys_and_failing_tags_counted() -> None:
+    cap = analyse(SEEDS["rtp_after_keys.pcap"], CREDS)
+    st = cap.streams[0xDEADBEEF]
+    assert st.keyed and st.packets == 2 and st.auth_failures == 2 and st.decrypted == 0
+
+
+def test_rtsp_keymgmt_and_interleaved_frames_split_across_segments() -> None:
+    cap = analyse(SEEDS["rtsp_keymgmt_interleaved.pcap"], CREDS)
+    assert [f.where for f in cap.mikey] == ["KeyMgmt"]
+    st = cap.streams[0x11223344]
+    assert st.transport == "tcp" and st.packets == 2
+    assert report(cap)["ladder"][0]["ssrcs"] == ["0x11223344"]
+
+
+def test_huge_content_length_is_refused_without_buffering() -> None:
+    cap = analyse(SEEDS["huge_content_length.pcap"], CREDS)
+    assert cap.messages == []
+    (warning,) = cap.warnings
+    assert f"Content-Length beyond {MAX_BODY}" in warning
+
+
+def test_truncated_capture_is_read_up_to_the_break() -> None:
+    cap = analyse(SEEDS["truncated.pcap"], CREDS)
+    assert len(cap.messages) == 1
+    assert any("breaks off" in w for w in cap.warnings)
+
+
+def test_pcapng_and_raw_mikey_on_2269() -> None:
+    assert len(analyse(SEEDS["sip_udp.pcapng"], CREDS).messages) == 1
+    cap = analyse(SEEDS["raw_mikey_2269.pcap"], CREDS)
+    assert [f.where for f in cap.mikey] == ["UDP 2269"] and cap.keys
+
+
+def test_hostile_record_length_is_bounded() -> None:
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    record = struct.pack("<IIII", 0, 0, 0xFFFFFFF0, 0xFFFFFFF0) + b"x" * 100
+    bounded(_only_pcap_errors, header + record, 5.0)
+
+
+def _only_pcap_errors(data: bytes) -> None:
+    try:
+        analyse(data, CREDS)
+    except PcapError as exc:
+        assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("data", [b"", b"not a capture", b"\x0a\x0d\x0d\x0a" + b"\xff" * 40])
+def test_not_a_capture_is_one_sentence(data: bytes) -> None:
+    with pytest.raises(PcapError) as info:
+        analyse(data, CREDS)
+    assert "\n" not in str(info.value)
+
+
+def test_mutated_seeds_raise_only_pcap_errors() -> None:
+    harness = HARNESSES["pcap_reader"]
+    pool = list(SEEDS.values())
+    rng = random.Random(2026)
+    for _ in range(300):
+        data = mutate(rng.choice(pool), pool, rng)
+        bounded(harness.check, data, 5.0)
+
+
+def mikey(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["timeout", "60", sys.executable, "-m", "mikey_cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_cli_errors_are_one_sentence(tmp_path: Path) -> None:
+    r = mikey("pcap", str(tmp_path / "missing.pcap"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "cannot read" in r.stderr
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"\x00" * 64)
+    r = mikey("pcap", str(junk))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "not a readable pcap or pcapng file" in r.stderr
+
+
+def test_decode_opens_the_kemac_with_psk() -> None:
+    text = vectors.PSK_I_MESSAGE.hex()
+    r = mikey("decode", text, "--psk", PCAP_PSK.hex(), "--show-keys")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("Data SA:"))
+    assert "SSRC 0xdeadbeef" in line and "AES_CM_128_HMAC_SHA1_80" in line
+    assert "master key" in line
+    hidden = mikey("decode", text, "--psk", PCAP_PSK.hex())
+    assert "master key" not in hidden.stdout
+    wrong = mikey("decode", text, "--psk", "ff" * 16)
+    assert wrong.returncode == 2
+    assert "KEMAC not opened: authentication failed" in wrong.stdout
