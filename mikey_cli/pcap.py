@@ -109,6 +109,7 @@ _PCAP_HEADER = struct.Struct("<IHHiIII")
 _PCAP_RECORD = struct.Struct("<IIII")
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
+_TCP = struct.Struct("!HHIIBBHHH")
 
 Address = tuple[str, int]
 
@@ -121,7 +122,8 @@ def _checksum(header: bytes) -> int:
 
 
 class PcapWriter:
-    """Classic libpcap file (LINKTYPE_RAW): one synthesized IPv4/UDP packet per datagram."""
+    """Classic libpcap file (LINKTYPE_RAW): one synthesized IPv4/UDP packet per datagram, and
+    IPv4/TCP segments for stream bytes (``mikey sip --pcap``, ``mikey rtsp serve/play --pcap``)."""
 
     def __init__(self, path: str | Path) -> None:
         try:
@@ -129,6 +131,7 @@ class PcapWriter:
         except OSError as exc:
             raise CliError(f"cannot write {path}: {exc.strerror}") from None
         self._ident = 0
+        self._seq: dict[tuple[Address, Address], int] = {}
         self.records = 0
         self._file.write(_PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
 
@@ -149,7 +152,34 @@ class PcapWriter:
         udp = _UDP.pack(source[1], destination[1], 8 + len(payload), 0)  # checksum 0: none
         ip = _IPV4.pack(0x45, 0, 28 + len(payload), self._ident, 0x4000, 64, 17, 0, src, dst)
         ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-        packet = ip + udp + payload
+        self._write(ip + udp + payload, when)
+
+    def record_stream(
+        self, source: Address, destination: Address, data: bytes, when: float | None = None
+    ) -> None:
+        """Append bytes of a TCP connection as one synthesized IPv4/TCP segment (PSH|ACK),
+        numbered per direction, so a reader reassembles the stream (IPv4 only)."""
+        if self._file is None or not data:
+            return
+        try:
+            src = socket.inet_aton(source[0])
+            dst = socket.inet_aton(destination[0])
+        except OSError:
+            return
+        for i in range(0, len(data), 65000):
+            chunk = data[i : i + 65000]
+            key = (source, destination)
+            seq = self._seq.get(key, 1)
+            self._seq[key] = (seq + len(chunk)) & 0xFFFFFFFF
+            tcp = _TCP.pack(source[1], destination[1], seq, 0, 5 << 4, 0x18, 65535, 0, 0)
+            total = 20 + len(tcp) + len(chunk)
+            self._ident = (self._ident + 1) & 0xFFFF
+            ip = _IPV4.pack(0x45, 0, total, self._ident, 0x4000, 64, 6, 0, src, dst)
+            ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+            self._write(ip + tcp + chunk, when)
+
+    def _write(self, packet: bytes, when: float | None) -> None:
+        assert self._file is not None
         now = time.time() if when is None else when
         sec = int(now)
         self._file.write(

@@ -27,6 +27,7 @@ from typing import Any
 from mikey.errors import MikeyError
 from mikey.exchange import ExchangeConfig
 from mikey_cli import CliError, add_credential_options, config_from_args
+from mikey_cli.pcap import PcapWriter
 from srtp.gsa import AuditReport, GsaRegistry
 
 from .client import RtspClient
@@ -49,6 +50,118 @@ def _audit_json(report: AuditReport) -> dict[str, int]:
         "live_contexts": report.live_contexts,
         "unwiped_buffers": report.unwiped_buffers,
     }
+
+
+# --- --pcap ------------------------------------------------------------------------------------
+
+
+Address = tuple[str, int]
+
+
+def _address(value: object) -> Address:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return "0.0.0.0", 0
+
+
+class _CapturingReader:
+    """Delegates to an asyncio StreamReader and records what it reads (peer -> local)."""
+
+    def __init__(self, inner: Any, pcap: PcapWriter, src: Address, dst: Address) -> None:
+        self._inner, self._pcap, self._src, self._dst = inner, pcap, src, dst
+
+    async def read(self, n: int = -1) -> bytes:
+        data: bytes = await self._inner.read(n)
+        self._pcap.record_stream(self._src, self._dst, data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _CapturingWriter:
+    """Delegates to an asyncio StreamWriter and records what it writes (local -> peer)."""
+
+    def __init__(self, inner: Any, pcap: PcapWriter, src: Address, dst: Address) -> None:
+        self._inner, self._pcap, self._src, self._dst = inner, pcap, src, dst
+
+    def write(self, data: bytes) -> None:
+        self._pcap.record_stream(self._src, self._dst, bytes(data))
+        self._inner.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _capturing(reader: Any, writer: Any, pcap: PcapWriter) -> tuple[Any, Any]:
+    local = _address(writer.get_extra_info("sockname"))
+    peer = _address(writer.get_extra_info("peername"))
+    return (
+        _CapturingReader(reader, pcap, peer, local),
+        _CapturingWriter(writer, pcap, local, peer),
+    )
+
+
+class _CapturingServer(RtspServer):
+    """An RtspServer that copies its signalling, interleaved and UDP media into a pcap."""
+
+    def __init__(self, *args: Any, pcap: PcapWriter, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._pcap = pcap
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        r, w = _capturing(reader, writer, self._pcap)
+        await super()._serve(r, w)
+
+    async def _open_udp(self, request: Any) -> Any:
+        effects = await super()._open_udp(request)
+        session = request.session
+        send = getattr(session, "_send", None)
+        socks = getattr(session, "_sockets", [])
+        if send is not None and socks:
+            sock = socks[0]
+            try:
+                src, dst = _address(sock.getsockname()), _address(sock.getpeername())
+            except OSError:
+                return effects
+            pcap = self._pcap
+
+            def send_and_record(packet: bytes) -> object:
+                result = send(packet)
+                pcap.record(src, dst, packet)
+                return result
+
+            session._send = send_and_record
+        return effects
+
+
+class _CapturingClient(RtspClient):
+    """An RtspClient that copies its signalling and its media into a pcap."""
+
+    def __init__(self, *args: Any, pcap: PcapWriter, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._pcap = pcap
+        self._interleaved = False
+        self._peer: Address = ("0.0.0.0", 0)
+        self._local: Address = ("0.0.0.0", 0)
+
+    async def connect(self) -> None:
+        await super().connect()
+        # the read loop task has not run yet: it reads through the capturing reader
+        writer = self._writer
+        if writer is not None:
+            self._local = _address(writer.get_extra_info("sockname"))
+            self._peer = _address(writer.get_extra_info("peername"))
+            self._reader, self._writer = _capturing(self._reader, writer, self._pcap)
+
+    async def setup(self, *, interleaved: bool = False) -> Any:
+        self._interleaved = interleaved
+        return await super().setup(interleaved=interleaved)
+
+    def _receive_rtp(self, data: bytes) -> None:
+        if not self._interleaved:  # interleaved media is in the TCP stream already
+            self._pcap.record((self._peer[0], 0), (self._local[0], 0), data)
+        super()._receive_rtp(data)
 
 
 # --- serve ------------------------------------------------------------------------------------
@@ -108,7 +221,13 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     factory = _source_factory(args.source, args.freq)
     server_config = ServerConfig(host=host, port=port, session_timeout=args.session_timeout)
-    server = RtspServer({args.path: factory}, config=server_config, keying=keying)
+    pcap = PcapWriter(args.pcap) if args.pcap else None
+    if pcap is not None:
+        server: RtspServer = _CapturingServer(
+            {args.path: factory}, config=server_config, keying=keying, pcap=pcap
+        )
+    else:
+        server = RtspServer({args.path: factory}, config=server_config, keying=keying)
     try:
         await server.start()
     except OSError as exc:
@@ -129,6 +248,8 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         await server.close()
         keying.close()
+        if pcap is not None:
+            pcap.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     report = registry.audit()
@@ -152,7 +273,13 @@ async def _play(args: argparse.Namespace) -> int:
         client_keys=args.client_keys,
     )
     status: int | None = None
-    client = RtspClient(args.url, keying=keying, request_timeout=args.timeout)
+    pcap = PcapWriter(args.pcap) if args.pcap else None
+    if pcap is not None:
+        client: RtspClient = _CapturingClient(
+            args.url, keying=keying, request_timeout=args.timeout, pcap=pcap
+        )
+    else:
+        client = RtspClient(args.url, keying=keying, request_timeout=args.timeout)
     try:
         async with client:
             await client.describe()
@@ -168,6 +295,8 @@ async def _play(args: argparse.Namespace) -> int:
         status = -1
     finally:
         keying.close()
+        if pcap is not None:
+            pcap.close()
     report = registry.audit()
     samples = client.samples
     if args.out and samples:
@@ -197,6 +326,7 @@ def _keying_options(p: argparse.ArgumentParser) -> None:
     # --allow-null-kemac (the GStreamer/ONVIF NULL-KEMAC opt-in, RTSPS only) and
     # --peer-profile come with the credential flags.
     add_credential_options(p, verify_flag=True)
+    p.add_argument("--pcap", help="write the RTSP signalling and the SRTP media to this pcap file")
 
 
 def _run(
