@@ -66,7 +66,7 @@ from mikey.registry import (
 from mikey.replay import ntp_from_unix
 
 from . import vectors
-from .pair import ALICE, BOB, NOW, PSK, configs, ep, keys, refused, seeded_rng
+from .pair import ALICE, BOB, NOW, PSK, Pair, configs, ep, keys, refused, seeded_rng
 
 # --- the independent oracle: RFC 3830 §4.1.2 written out ---------------------------------------
 
@@ -379,3 +379,34 @@ def test_decode_renders_binary_uids_as_hex() -> None:
 def test_profile_names_are_the_cli_choices() -> None:
     assert [p.value for p in PeerProfile] == ["rfc", "minisip", "gstreamer", "onvif", "mcptt"]
     assert ALICE != BOB
+
+
+# --- every mode under the minisip profile: agreement, and every tampered message refused ------
+
+
+@pytest.mark.parametrize("mode", [Mode.PSK, Mode.PK, Mode.DH, Mode.DHHMAC, Mode.RSA_R])
+@pytest.mark.parametrize("verify", [False, True])
+def test_minisip_profile_every_mode_agrees_and_refuses_tampering(mode: Mode, verify: bool) -> None:
+    i_cfg, r_cfg = configs(mode, verify=verify)
+    i_cfg, r_cfg = apply_profile(i_cfg, "minisip"), apply_profile(r_cfg, "minisip")
+    i_res, r_res, i_msg, answer = Pair(i_cfg, r_cfg, seed=31).run()
+    for a, b in zip(i_res.data_sa, r_res.data_sa, strict=True):
+        assert bytes(a.master_key) == bytes(b.master_key)
+        assert bytes(a.master_salt) == bytes(b.master_salt)
+    assert parse_message(i_msg).find(Chash) is None
+    # a changed I_MESSAGE byte (inside the authenticated part) is refused by the responder
+    bad = bytearray(i_msg)
+    bad[12] ^= 0x01
+    fresh_i, fresh_r = configs(mode, verify=verify)
+    fresh_r = apply_profile(fresh_r, "minisip")
+    refused(MikeyError, Responder(ep(fresh_r), seeded_rng(32)).respond(bytes(bad), NOW))
+    # and a changed answer by the initiator
+    if answer is not None:
+        pair = Pair(apply_profile(fresh_i, "minisip"), fresh_r, seed=33)
+        offer = pair.offer()
+        reply = pair.responder.respond(offer, NOW + 0.5, local_ssrcs=[0x5678])
+        assert isinstance(reply, ExchangeCompleted) and reply.answer is not None
+        tampered = bytearray(reply.answer)
+        tampered[-3] ^= 0x01
+        out = pair.initiator.finish(bytes(tampered), NOW + 1)
+        refused(MikeyError, out)
