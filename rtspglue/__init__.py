@@ -1,13 +1,16 @@
 """RTSP 1.0 glue for MIKEY-keyed SRTP audio (RFC 2326, RFC 4567 KeyMgmt).
 
-Layers: :mod:`.message` (codec), :mod:`.keymgmt` (KeyMgmt header and MIKEY parameter bodies),
-:mod:`.media` (PCMU RTP), :mod:`.server` / :mod:`.client` (asyncio shells with keying hooks).
-No cryptography here: keys enter through ``ServerKeying`` / ``ClientKeying``.
+Layers: :mod:`.message` (codec), :mod:`.keymgmt` (KeyMgmt header and MIKEY parameter bodies;
+SDP and ``a=key-mgmt`` are the :mod:`sdp` package's), :mod:`.media` (PCMU RTP), :mod:`.hooks`
+(the keying hook types), :mod:`.core` (the sans-IO server core), :mod:`.server` (its asyncio
+shell) and :mod:`.client`. No cryptography here: keys enter through ``ServerKeying`` /
+``ClientKeying``.
 """
 
 from __future__ import annotations
 
 from .client import ClientKeying, DescribedMedia, RtspClient, SetupResult
+from .core import ServerCore, SessionStateError
 from .errors import (
     KeyMgmtError,
     KeyMgmtFailure,
@@ -64,10 +67,12 @@ __all__ = [
     "RtspServer",
     "RtspStatusError",
     "ServerConfig",
+    "ServerCore",
     "ServerKeying",
     "SessionContext",
     "SessionHeader",
     "SessionState",
+    "SessionStateError",
     "SetupResult",
     "StatusCode",
     "TeardownReason",

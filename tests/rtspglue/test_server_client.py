@@ -293,23 +293,6 @@ async def test_fuzz_server_never_crashes(server: RtspServer, data: bytes) -> Non
         assert await client.options()
 
 
-async def test_session_timeout_reaps() -> None:
-    hook = ServerHook()
-    config = ServerConfig(session_timeout=0.3, reap_interval=0.05)
-    async with (
-        RtspServer({"/tone": lambda: ToneSource(900)}, config=config, keying=hook) as srv,
-        RtspClient(srv.url("tone"), keying=ClientHook(), keepalive=False) as client,
-    ):
-        result = await client.setup()
-        await client.play()
-        assert result.timeout == 1
-        await _until(lambda: not srv.sessions)
-        assert hook.teardowns == [(result.session_id, TeardownReason.TIMEOUT)]
-        with pytest.raises(RtspStatusError) as info:
-            await client.get_parameter()
-        assert info.value.status == 454
-
-
 async def test_max_sessions_and_shutdown() -> None:
     hook = ServerHook()
     config = ServerConfig(max_sessions=2)
