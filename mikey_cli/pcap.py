@@ -88,6 +88,8 @@ MAX_MESSAGES = 20_000  # signalling messages in the ladder
 MAX_STREAMS = 1024  # SRTP streams (SSRCs) tracked
 MAX_RECORD = 256 * 1024  # one pcap record or pcapng block
 MAX_WAV_SECONDS = 3600
+MAX_WAV_TOTAL = 256 << 20  # bytes of WAV audio held for all streams together
+MAX_FOUND = 20_000  # MIKEY messages found
 MIKEY_PORT = 2269  # RFC 3830 §7 (IANA)
 
 _SIP_START = re.compile(rb"^(?:[A-Z_]{3,20} \S+ (?:SIP|RTSP)/\d\.\d|(?:SIP|RTSP)/\d\.\d \d{3})")
@@ -746,7 +748,9 @@ class Capture:
     key_reports: list[dict[str, Any]] = field(default_factory=list)
     streams: dict[int, StreamStats] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    decrypted_rtp: list[tuple[float, Address, Address, bytes]] = field(default_factory=list)
+    #: where the decrypted RTP goes as it is decrypted (``--rtp-dir``), never kept in memory
+    rtp_out: PcapWriter | None = None
+    wav_bytes: int = 0  # WAV audio held, all streams
 
 
 def _signal_pass(path: Source, cap: Capture, creds: OpenCredentials) -> None:
@@ -787,6 +791,11 @@ def _found(cap: Capture, seen: set[bytes], creds: OpenCredentials, f: Found) -> 
         f.msg = parse_message(f.data, lenient=True, threegpp=base.threegpp_code_points)
     except MikeyError as exc:
         f.error = str(exc)
+    if len(cap.mikey) >= MAX_FOUND:
+        if len(cap.mikey) == MAX_FOUND:
+            cap.warnings.append(f"more than {MAX_FOUND} MIKEY messages: the rest are skipped")
+            cap.mikey.append(f)  # once: marks the warning as given
+        return
     cap.mikey.append(f)
     digest = hashlib.sha256(f.data).digest()
     if digest in seen or f.msg is None:
@@ -956,26 +965,37 @@ def _media(  # noqa: PLR0917 - one packet and where it goes
     st.decrypted += 1
     pt = plain[1] & 0x7F
     st.payload_types.add(pt)
-    if want_rtp:
-        cap.decrypted_rtp.append((ts, src, dst, plain))
-    if want_wav and pt in _G711 and len(st.samples) < MAX_WAV_SECONDS * 16000:
+    if want_rtp and cap.rtp_out is not None:
+        cap.rtp_out.record(src, dst, plain, when=ts)
+    if (
+        want_wav
+        and pt in _G711
+        and len(st.samples) < MAX_WAV_SECONDS * 16000
+        and cap.wav_bytes < MAX_WAV_TOTAL
+    ):
         table = _G711[pt]
         cc = plain[0] & 0x0F
         off = 12 + 4 * cc
         if plain[0] & 0x10 and len(plain) >= off + 4:  # header extension (RFC 3550 §5.3.1)
             off += 4 + 4 * int.from_bytes(plain[off + 2 : off + 4], "big")
         end = len(plain) - (plain[-1] if plain[0] & 0x20 and plain else 0)
-        st.samples += b"".join(struct.pack("<h", table[b]) for b in plain[off:end])
+        pcm = b"".join(struct.pack("<h", table[b]) for b in plain[off:end])
+        st.samples += pcm
+        cap.wav_bytes += len(pcm)
 
 
 def analyse(
-    path: Source, creds: OpenCredentials, *, want_rtp: bool = False, want_wav: bool = False
+    path: Source,
+    creds: OpenCredentials,
+    *,
+    rtp_out: PcapWriter | None = None,
+    want_wav: bool = False,
 ) -> Capture:
     """Read the capture (a path, or its bytes) twice: signalling and keys first, then the
     media those keys open. Raises only :class:`PcapError` (a capture that cannot be read)."""
-    cap = Capture()
+    cap = Capture(rtp_out=rtp_out)
     _signal_pass(path, cap, creds)
-    _media_pass(path, cap, want_rtp, want_wav)
+    _media_pass(path, cap, rtp_out is not None, want_wav)
     for e in cap.unassigned:  # offered with SSRC 0 and no stream authenticated under it
         cap.warnings.append(f"CS {e.cs_id}: SSRC left to the responder; no stream matched its key")
     return cap
@@ -1112,20 +1132,14 @@ def _write_wavs(cap: Capture, directory: str) -> list[str]:
     return written
 
 
-def _write_rtp(cap: Capture, directory: str) -> str:
+def _rtp_writer(directory: str) -> tuple[PcapWriter, str]:
     d = Path(directory)
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PcapError(f"cannot write to {directory}: {exc.strerror}") from None
     path = d / "decrypted-rtp.pcap"
-    w = PcapWriter(path)
-    try:
-        for ts, src, dst, rtp in cap.decrypted_rtp:
-            w.record(src, dst, rtp, when=ts)
-    finally:
-        w.close()
-    return str(path)
+    return PcapWriter(path), str(path)
 
 
 def credentials_of(args: argparse.Namespace) -> OpenCredentials:
@@ -1158,12 +1172,17 @@ def render_text(result: dict[str, Any]) -> str:
 
 def _cmd_pcap(args: argparse.Namespace) -> int:
     creds = credentials_of(args)
-    cap = analyse(args.file, creds, want_rtp=bool(args.rtp_dir), want_wav=bool(args.wav_dir))
+    rtp_out, rtp_path = _rtp_writer(args.rtp_dir) if args.rtp_dir else (None, None)
+    try:
+        cap = analyse(args.file, creds, rtp_out=rtp_out, want_wav=bool(args.wav_dir))
+    finally:
+        if rtp_out is not None:
+            rtp_out.close()
     result = report(cap, show_keys=args.show_keys)
     if args.wav_dir:
         result["wav"] = _write_wavs(cap, args.wav_dir)
-    if args.rtp_dir:
-        result["rtp_pcap"] = _write_rtp(cap, args.rtp_dir)
+    if rtp_path:
+        result["rtp_pcap"] = rtp_path
     if args.json:
         print(json.dumps(result, indent=2))
     else:

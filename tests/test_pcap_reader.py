@@ -139,3 +139,40 @@ def test_decode_opens_the_kemac_with_psk() -> None:
     wrong = mikey("decode", text, "--psk", "ff" * 16)
     assert wrong.returncode == 2
     assert "KEMAC not opened: authentication failed" in wrong.stdout
+
+
+def test_srtp_across_a_sequence_wrap_decrypts_and_counts_the_roc_wrap() -> None:
+    """SRTP made by libsrtp (srtp.context.OutboundStream) from the worked exchange's keys,
+    sequence numbers 65526..65545: every packet decrypts, one ROC wrap (RFC 3711 §3.3.1)."""
+    import io
+
+    import dpkt  # type: ignore[import-untyped]
+
+    from mikey_cli.pcap import open_message
+    from srtp.context import OutboundStream
+    from tests.fuzz.make_pcap_corpus import T0, udp
+
+    opened = open_message(vectors.PSK_I_MESSAGE, CREDS, now=T0)
+    assert opened.reason is None
+    out = OutboundStream(opened.keys)
+    frames = [udp(2269, 2269, vectors.PSK_I_MESSAGE)]
+    for i in range(20):
+        seq = (65526 + i) & 0xFFFF
+        rtp = (
+            bytes([0x80, 0x00])
+            + seq.to_bytes(2, "big")
+            + (160 * i).to_bytes(4, "big")
+            + bytes.fromhex("deadbeef")
+            + bytes([0xFF]) * 160
+        )
+        frames.append(udp(4000, 4002, out.protect(rtp)))
+    out.close()
+    buf = io.BytesIO()
+    w = dpkt.pcap.Writer(buf)
+    for i, f in enumerate(frames):
+        w.writepkt(f, ts=T0 + i * 0.02)
+    cap = analyse(buf.getvalue(), CREDS, want_wav=True)
+    st = cap.streams[0xDEADBEEF]
+    assert (st.packets, st.decrypted, st.auth_failures, st.roc_wraps) == (20, 20, 0, 1)
+    assert st.payload_types == {0} and len(st.samples) == 20 * 160 * 2
+    assert set(st.samples[:4]) == {0}  # mu-law 0xFF is silence (0)
