@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mikey_cli.pcap import MAX_BODY, OpenCredentials, PcapError, analyse, report
+from mikey_cli.pcap import MAX_BODY, OpenCredentials, PcapError, analyse, open_message, report
 from tests.fuzz.__main__ import bounded, mutate
 from tests.fuzz.harnesses import HARNESSES, PCAP_PSK, seeds
 from tests.fuzz.make_pcap_corpus import seeds as build_seeds
@@ -148,7 +148,6 @@ def test_srtp_across_a_sequence_wrap_decrypts_and_counts_the_roc_wrap() -> None:
 
     import dpkt  # type: ignore[import-untyped]
 
-    from mikey_cli.pcap import open_message
     from srtp.context import OutboundStream
     from tests.fuzz.make_pcap_corpus import T0, udp
 
@@ -176,3 +175,22 @@ def test_srtp_across_a_sequence_wrap_decrypts_and_counts_the_roc_wrap() -> None:
     assert (st.packets, st.decrypted, st.auth_failures, st.roc_wraps) == (20, 20, 0, 1)
     assert st.payload_types == {0} and len(st.samples) == 20 * 160 * 2
     assert set(st.samples[:4]) == {0}  # mu-law 0xFF is silence (0)
+
+
+def test_pk_opens_with_the_responders_key_and_dh_says_why_not() -> None:
+    from mikey.exchange import Initiator, StreamSpec
+    from mikey.keying import Mode
+    from tests.mikey.pair import NOW, configs, ep, seeded_rng
+
+    i_cfg, r_cfg = configs(Mode.PK)
+    raw = Initiator(ep(i_cfg), seeded_rng(40)).start(NOW, (StreamSpec(0x4242),))
+    opened = open_message(raw, OpenCredentials(credentials=r_cfg.credentials), now=NOW)
+    assert opened.reason is None and [e.ssrc for e in opened.keys] == [0x4242]
+    other = configs(Mode.PK)[0].credentials  # alice's key cannot open bob's envelope
+    assert open_message(raw, OpenCredentials(credentials=other), now=NOW).reason
+    no_key = open_message(raw, OpenCredentials(psk=PCAP_PSK), now=NOW)
+    assert no_key.reason == "a PK exchange: give the responder's --cert and --key"
+    d_cfg, _ = configs(Mode.DH)
+    dh = Initiator(ep(d_cfg), seeded_rng(41)).start(NOW)
+    reason = open_message(dh, OpenCredentials(psk=PCAP_PSK), now=NOW).reason
+    assert reason is not None and "private DH value" in reason
