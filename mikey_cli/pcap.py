@@ -569,7 +569,12 @@ def _mikey_in(m: Msg) -> list[tuple[str, bytes]]:
             if data:
                 found.append((level, data))
             continue
-        if line.lower().startswith(("keymgmt:", "prot=")):  # ONVIF/GStreamer parameter bodies
+        if line.lower().startswith("mikey:"):  # ONVIF SET/GET_PARAMETER "mikey: <base64>"
+            data = _b64(line.split(":", 1)[1].strip())
+            if data:
+                found.append(("parameter body", data))
+            continue
+        if line.lower().startswith(("keymgmt:", "prot=")):  # GStreamer parameter bodies
             for k in _KEYMGMT_DATA.finditer(line):
                 data = _b64(k.group(1))
                 if data:

@@ -194,3 +194,10 @@ def test_pk_opens_with_the_responders_key_and_dh_says_why_not() -> None:
     dh = Initiator(ep(d_cfg), seeded_rng(41)).start(NOW)
     reason = open_message(dh, OpenCredentials(psk=PCAP_PSK), now=NOW).reason
     assert reason is not None and "private DH value" in reason
+
+
+def test_onvif_set_parameter_body() -> None:
+    cap = analyse(SEEDS["onvif_set_parameter.pcap"], CREDS)
+    assert [m.start.split()[0] for m in cap.messages] == ["SET_PARAMETER"]
+    assert [f.where for f in cap.mikey] == ["parameter body"]
+    assert cap.mikey[0].data == vectors.PSK_I_MESSAGE

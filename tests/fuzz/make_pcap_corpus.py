@@ -89,6 +89,20 @@ def seeds() -> dict[str, bytes]:
             tcp(554, 40000, 1 + len(rtsp_resp) + 7, frame[7:] + frame),
         ]
     )
+    onvif_body = f"mikey: {B64}\r\n".encode()
+    onvif = _write(
+        [
+            tcp(
+                40000,
+                554,
+                1,
+                b"SET_PARAMETER rtsp://127.0.0.1/x RTSP/1.0\r\nCSeq: 5\r\nSession: 1\r\n"
+                b"Content-Type: text/parameters\r\n"
+                + f"Content-Length: {len(onvif_body)}\r\n\r\n".encode()
+                + onvif_body,
+            )
+        ]
+    )
     huge = _write([tcp(5060, 5070, 1, b"SIP/2.0 200 OK\r\nContent-Length: 99999999999\r\n\r\nabc")])
     raw_mikey = _write([udp(2269, 2269, vectors.PSK_I_MESSAGE)])
     sip_udp = _write([udp(5060, 5070, msg)])
@@ -96,6 +110,7 @@ def seeds() -> dict[str, bytes]:
         "sip_tcp_overlap.pcap": sip_tcp,
         "rtsp_keymgmt_interleaved.pcap": rtsp,
         "huge_content_length.pcap": huge,
+        "onvif_set_parameter.pcap": onvif,
         "raw_mikey_2269.pcap": raw_mikey,
         # the worked exchange's PSK opens it: the harness derives its Data SA
         "rtp_after_keys.pcap": _write(
