@@ -49,6 +49,7 @@ from mikey.exchange import (
     Endpoint,
     ExchangeCompleted,
     ExchangeConfig,
+    Initiator,
     PeerProfile,
     Responder,
     apply_profile,
@@ -73,6 +74,7 @@ __all__ = [
     "Source",
     "analyse",
     "credentials_of",
+    "open_answer",
     "open_message",
     "register",
     "render_text",
@@ -657,7 +659,7 @@ def open_message(data: bytes, creds: OpenCredentials, now: float | None = None) 
             [], "a DH exchange: its keys need a private DH value, which no capture carries"
         )
     if mode == Mode.RSA_R:
-        return Opened([], "RSA-R: the keys are in the answer, encrypted to the initiator's key")
+        return Opened([], "RSA-R: the keys are in the answer (opened with the initiator's key)")
     kw: dict[str, Any] = {"mode": mode}
     if mode == Mode.PSK:
         if creds.psk is None and not base.allow_null_kemac:
@@ -681,6 +683,39 @@ def open_message(data: bytes, creds: OpenCredentials, now: float | None = None) 
     if not isinstance(reply, ExchangeCompleted):
         return Opened([], refusal_reason(reply.error))
     return Opened(list(reply.result.data_sa), None)
+
+
+def open_answer(
+    i_data: bytes, r_data: bytes, creds: OpenCredentials, now: float | None = None
+) -> Opened:
+    """RSA-R (RFC 4738): the answer ``r_data`` to the I_MESSAGE ``i_data``, opened with the
+    initiator's own key (``creds.credentials``); the responder's signature is checked against
+    the certificate the answer carries (pinned)."""
+    from .exchange import refusal_reason
+
+    if creds.credentials is None:
+        return Opened([], "an RSA-R exchange: give the initiator's --cert and --key")
+    base = apply_profile(ExchangeConfig(), creds.profile)
+    try:
+        r_msg = parse_message(r_data, lenient=True, threegpp=base.threegpp_code_points)
+        cfg = apply_profile(
+            ExchangeConfig(
+                mode=Mode.RSA_R, credentials=creds.credentials, trust=_pinned_trust(r_msg)
+            ),
+            creds.profile,
+        )
+        if cfg.mode != Mode.RSA_R:
+            cfg = replace(cfg, mode=Mode.RSA_R)
+        if now is None:
+            now = _t_seconds(r_msg) or time.time()
+        replay = ReplayGuard(TimestampPolicy(skew=10 * 365 * 86400.0))
+        initiator = Initiator.resume_rsa_r(Endpoint(cfg, os.urandom, replay=replay), i_data)
+        outcome = initiator.finish(r_data, now)
+    except MikeyError as exc:
+        return Opened([], refusal_reason(exc))
+    if not isinstance(outcome, ExchangeCompleted):
+        return Opened([], refusal_reason(outcome.error))
+    return Opened(list(outcome.result.data_sa), None)
 
 
 # --- media ---------------------------------------------------------------------------------
@@ -751,6 +786,7 @@ class Capture:
     keys: dict[int, list[DataSaEntry]] = field(default_factory=dict)
     unassigned: list[DataSaEntry] = field(default_factory=list)
     key_reports: list[dict[str, Any]] = field(default_factory=list)
+    rsa_r_offers: dict[int, bytes] = field(default_factory=dict)  # CSB ID -> I_MESSAGE
     streams: dict[int, StreamStats] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     #: where the decrypted RTP goes as it is decrypted (``--rtp-dir``), never kept in memory
@@ -808,11 +844,22 @@ def _found(cap: Capture, seen: set[bytes], creds: OpenCredentials, f: Found) -> 
     seen.add(digest)
     msg = f.msg
     if msg.data_type in MODE_OF_RESP:
-        _fill_from_answer(cap, msg)
+        offer = cap.rsa_r_offers.pop(msg.csb_id, None)
+        if msg.data_type == DataType.RSA_R_RESP and offer is not None:
+            _add_keys(cap, f, msg, open_answer(offer, f.data, creds, now=f.ts))
+        else:
+            _fill_from_answer(cap, msg)
         return
     if MODE_OF_INIT.get(msg.data_type) is None:  # type: ignore[call-overload]
         return
-    opened = open_message(f.data, creds, now=f.ts)
+    if msg.data_type == DataType.RSA_R_INIT:  # its keys come with the answer
+        if len(cap.rsa_r_offers) < MAX_FOUND:
+            cap.rsa_r_offers[msg.csb_id] = f.data
+        return
+    _add_keys(cap, f, msg, open_message(f.data, creds, now=f.ts))
+
+
+def _add_keys(cap: Capture, f: Found, msg: Message, opened: Opened) -> None:
     report: dict[str, Any] = {
         "time": f.ts,
         "csb_id": f"0x{msg.csb_id:08x}",
@@ -1246,8 +1293,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("file", help="pcap or pcapng file")
     p.add_argument("--psk", help="pre-shared key: HEX or @file holding hex")
-    p.add_argument("--cert", help="the responder's certificate (PK: opens its envelope)")
-    p.add_argument("--key", help="the responder's RSA private key (PEM)")
+    p.add_argument("--cert", help="own certificate: the PK responder's, or the RSA-R initiator's")
+    p.add_argument("--key", help="the RSA private key of --cert (PEM)")
     p.add_argument(
         "--peer-profile",
         choices=[x.value for x in PeerProfile],

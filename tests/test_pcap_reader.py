@@ -201,3 +201,41 @@ def test_onvif_set_parameter_body() -> None:
     assert [m.start.split()[0] for m in cap.messages] == ["SET_PARAMETER"]
     assert [f.where for f in cap.mikey] == ["parameter body"]
     assert cap.mikey[0].data == vectors.PSK_I_MESSAGE
+
+
+def test_rsa_r_answer_opens_with_the_initiators_key() -> None:
+    """RSA-R (RFC 4738): the captured offer resumes the initiator; the answer's keys agree
+    with the responder's, and a changed answer byte is refused."""
+    from mikey.keying import Mode
+    from mikey_cli.pcap import open_answer
+    from tests.mikey.pair import NOW, Pair, configs
+
+    i_cfg, r_cfg = configs(Mode.RSA_R)
+    _, r_res, i_msg, answer = Pair(i_cfg, r_cfg, seed=50).run()
+    assert answer is not None
+    creds = OpenCredentials(credentials=i_cfg.credentials)
+    assert "answer" in (open_message(i_msg, creds, now=NOW).reason or "")
+    opened = open_answer(i_msg, answer, creds, now=NOW + 1)
+    assert opened.reason is None
+    assert [bytes(e.master_key) for e in opened.keys] == [
+        bytes(e.master_key) for e in r_res.data_sa
+    ]
+    bad = bytearray(answer)
+    bad[-5] ^= 1
+    assert "authentication failed" in (open_answer(i_msg, bytes(bad), creds, now=NOW).reason or "")
+    wrong = OpenCredentials(credentials=r_cfg.credentials)  # not the initiator's key
+    assert open_answer(i_msg, answer, wrong, now=NOW + 1).reason
+    # the same exchange in a capture (raw MIKEY on UDP 2269): found, paired by CSB ID, opened
+    import io
+
+    import dpkt
+
+    from tests.fuzz.make_pcap_corpus import udp
+
+    buf = io.BytesIO()
+    w = dpkt.pcap.Writer(buf)
+    w.writepkt(udp(2269, 2269, i_msg), ts=NOW)
+    w.writepkt(udp(2269, 2269, answer), ts=NOW + 0.5)
+    cap = analyse(buf.getvalue(), creds)
+    assert [x["type"] for x in cap.key_reports] == ["RSA_R_RESP"]
+    assert cap.key_reports[0]["keys"] == len(r_res.data_sa) and "refused" not in cap.key_reports[0]

@@ -38,7 +38,7 @@ from ..errors import (
     ProtocolError,
 )
 from ..identity import bind_certificate, same_identity
-from ..keying import KeyingResult, RegistrationSa, Role, SrtpPolicy
+from ..keying import KeyingResult, Mode, RegistrationSa, Role, SrtpPolicy
 from ..pki import Credentials, PskStore
 from ..prf import TransportKeys, derive_transport_keys
 from ..registry import (
@@ -73,7 +73,7 @@ from .keys import (
     wipe_keys,
 )
 from .machine import INITIATOR_TABLE, Input, Machine, State
-from .memo import chash, id_payload, sp_of_policy
+from .memo import chash, id_payload, policy_of_sp, sp_of_policy
 from .modes import MODES, Auth, ModeSpec, Transport
 from .wire import ENV_KEY_LENGTH, RAND_LENGTH, check_leniencies, digest, identities, msg_prf, now_dt
 
@@ -120,6 +120,36 @@ class Initiator(Machine):
         self._rekey = False
         self._now = 0.0
         self.result: KeyingResult | None = None
+
+    @classmethod
+    def resume_rsa_r(cls, endpoint: Endpoint, i_message: bytes) -> Initiator:
+        """The pending RSA-R initiator that sent ``i_message``, rebuilt from that message.
+
+        An RSA-R I_MESSAGE (RFC 4738 §3) carries no secret: the keys come in the answer,
+        encrypted to the initiator's own key. So CSB ID, CS map, T_i, RAND and the policies are
+        all in the offer, and the initiator's credentials are enough to process the answer
+        later (``mikey pcap`` opens a captured exchange this way). Raises :class:`MikeyError`
+        when the message is not an RSA-R I_MESSAGE this configuration could have sent.
+        """
+        cfg = endpoint.config
+        if cfg.mode != Mode.RSA_R:
+            raise MikeyError("only an RSA-R initiator can be resumed from its I_MESSAGE")
+        msg = parse_message(i_message, lenient=cfg.lenient, threegpp=cfg.threegpp_code_points)
+        check_leniencies(msg, cfg, rekey=False)
+        t, rand = msg.find(Timestamp), msg.find(Rand)
+        if msg.data_type != MODES[Mode.RSA_R].init_type or t is None or rand is None:
+            raise ProtocolError("not an RSA-R I_MESSAGE", error_no=ErrorNo.INVALID_DT)
+        init = cls(endpoint)
+        nxt = init._advance(Input.START)
+        init._csb_id = msg.csb_id
+        init._cs_map = tuple(msg.header.srtp_entries)
+        init._t_i = t.value
+        init._rand = rand.value
+        init._policies = {
+            sp.policy_no: policy_of_sp(sp, cfg.lenient) for sp in msg.find_all(SecurityPolicy)
+        }
+        init.state = nxt
+        return init
 
     @property
     def expects_response(self) -> bool:
