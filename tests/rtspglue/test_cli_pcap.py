@@ -79,3 +79,36 @@ def test_serve_and_play_write_pcaps(tmp_path: Path, transport: str) -> None:
         for i in range(0, len(stream.samples), 2)
     ]
     assert dominant_frequency(samples[-4000:]) == pytest.approx(700, abs=2)
+
+
+@pytest.mark.timeout(90)
+def test_gstreamer_profile_on_serve_and_play(tmp_path: Path) -> None:
+    """--peer-profile gstreamer on both CLIs: the NULL-KEMAC shape GStreamer uses, keyed; the
+    capture opens with the same profile and no PSK, and not without the profile."""
+    port = free_port()
+    served = tmp_path / "serve.pcap"
+    server = subprocess.Popen(
+        ["timeout", "60", *MIKEY, "rtsp", "serve", "--bind", f"127.0.0.1:{port}",
+         "--peer-profile", "gstreamer", "--freq", "900", "--once", "--pcap", str(served)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("READY ")
+        r = subprocess.run(
+            ["timeout", "60", *MIKEY, "rtsp", "play", f"rtsp://127.0.0.1:{port}/tone",
+             "--peer-profile", "gstreamer", "--duration", "1", "--transport", "tcp"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert json.loads(r.stdout)["frequency"] == pytest.approx(900, abs=2)
+        deadline = time.monotonic() + 20
+        while server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop_wrapped(server)  # type: ignore[arg-type]
+    cap = analyse(served, OpenCredentials(profile="gstreamer"))
+    assert any(s.decrypted > 25 for s in cap.streams.values())
+    plain = analyse(served, OpenCredentials())
+    assert all("refused" in x for x in plain.key_reports)
+    assert sum(s.decrypted for s in plain.streams.values()) == 0
