@@ -75,6 +75,21 @@ class CertificateError(ProtocolError):
     error_no = ErrorNo.INVALID_CERT
 
 
+def reason(exc: MikeyError) -> str:
+    """One sentence for the *local* user naming why an exchange was refused (what a peer sees
+    is only the error number). Every authentication failure reads the same, whatever failed (MAC,
+    signature, decryption, padding): no oracle, even locally."""
+    if isinstance(exc, AuthenticationError):
+        return (
+            "authentication failed: the MAC, signature or key envelope did not verify "
+            "(a wrong key or credentials, or a modified message)"
+        )
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ReplayError):
+        return f"{text} (the message was already processed)"
+    return text
+
+
 class StateError(MikeyError):
     """An operation called in a state where it is not allowed (a programming error)."""
 

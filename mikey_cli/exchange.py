@@ -26,12 +26,11 @@ from typing import Any
 
 from mikey.crypto import SignHash
 from mikey.errors import (
-    AuthenticationError,
     CertificateError,
     IdentityError,
     MikeyError,
-    ReplayError,
     TimestampError,
+    reason,
 )
 from mikey.exchange import (
     ANY_INITIATOR,
@@ -249,14 +248,7 @@ def refusal_reason(exc: MikeyError) -> str:
     The peer never sees this text (it gets the bare RFC 3830 error number); an authentication
     failure still reads the same whatever failed (MAC, signature, decryption, padding).
     """
-    if isinstance(exc, AuthenticationError):
-        return (
-            "authentication failed: the MAC, signature or key envelope did not verify "
-            "(a wrong key or credentials, or a modified message)"
-        )
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, ReplayError):
-        return f"{text} (the message was already processed)"
+    text = reason(exc)
     if isinstance(exc, TimestampError) and ("stale" in text or "future" in text):
         return f"{text}; use --now to process it at its own time or --skew to widen the window"
     if isinstance(exc, CertificateError) and "basicConstraints.cA" in text:

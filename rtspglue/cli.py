@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from mikey.errors import MikeyError
+from mikey.errors import MikeyError, reason
 from mikey.exchange import ExchangeConfig
 from mikey_cli import CliError, add_credential_options, config_from_args
 from mikey_cli.pcap import PcapWriter
@@ -34,6 +34,7 @@ from .client import RtspClient
 from .errors import RtspError, RtspStatusError
 from .keying import MikeyClientKeying, MikeyServerKeying
 from .media import AudioSource, ToneSource, WavSource, dominant_frequency, write_wav
+from .message import StatusCode
 from .server import RtspServer, ServerConfig
 
 __all__ = ["exchange_config", "register"]
@@ -273,6 +274,7 @@ async def _play(args: argparse.Namespace) -> int:
         client_keys=args.client_keys,
     )
     status: int | None = None
+    detail: str | None = None
     pcap = PcapWriter(args.pcap) if args.pcap else None
     if pcap is not None:
         client: RtspClient = _CapturingClient(
@@ -289,9 +291,15 @@ async def _play(args: argparse.Namespace) -> int:
             await client.teardown()
     except RtspStatusError as exc:
         status = exc.status
+        if status == StatusCode.KEY_MANAGEMENT_FAILURE:
+            # the server says no more than 463 (no oracle): our side of the exchange was sound
+            detail = "the server refused our key management (463): check --mode, keys and identity"
         print(f"mikey rtsp play: {exc}", file=sys.stderr)
     except (RtspError, MikeyError) as exc:
-        print(f"mikey rtsp play: {exc}", file=sys.stderr)
+        detail = getattr(exc, "detail", None) or (
+            reason(exc) if isinstance(exc, MikeyError) else None
+        )
+        print(f"mikey rtsp play: {exc}" + (f": {detail}" if detail else ""), file=sys.stderr)
         status = -1
     finally:
         keying.close()
@@ -312,6 +320,8 @@ async def _play(args: argparse.Namespace) -> int:
     }
     if status is not None:
         summary["status"] = status
+    if detail is not None:
+        summary["detail"] = detail
     if len(samples) >= 800:
         summary["frequency"] = round(dominant_frequency(samples[-4000:]), 1)
     print(json.dumps(summary), flush=True)

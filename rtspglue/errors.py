@@ -24,7 +24,13 @@ class KeyMgmtError(RtspParseError):
 
 
 class KeyMgmtFailure(RtspError):
-    """Raised by a keying hook to refuse a key exchange; the server answers 463 (RFC 4567 §3.2)."""
+    """Raised by a keying hook to refuse a key exchange; the server answers 463 (RFC 4567 §3.2).
+
+    ``detail`` is the sentence naming the MIKEY cause, for the local user only (never sent)."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class RateLimited(RtspError):

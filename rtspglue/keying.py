@@ -57,10 +57,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from mikey.errors import MikeyError
+from mikey.errors import MikeyError, reason
 from mikey.exchange import (
     MODE_OF_INIT,
     Endpoint,
+    EndpointOwner,
     ExchangeCompleted,
     ExchangeConfig,
     ExchangeRefused,
@@ -200,7 +201,7 @@ class _ServerSession:
     rekeys: int = 0
 
 
-class MikeyServerKeying:
+class MikeyServerKeying(EndpointOwner):
     """:class:`rtspglue.server.ServerKeying` on MIKEY + SRTP; see the module docstring.
 
     ``config`` is the server's MIKEY configuration (real modes by default); with
@@ -258,15 +259,6 @@ class MikeyServerKeying:
                 describe_rate, describe_burst, describe_sources
             )
         self.describe_stats = DescribeStats()
-
-    @property
-    def config(self) -> ExchangeConfig:
-        """The endpoint's MIKEY configuration (assigning one keeps the replay cache and CSBs)."""
-        return self.endpoint.config
-
-    @config.setter
-    def config(self, config: ExchangeConfig) -> None:
-        self.endpoint = self.endpoint.with_config(config)
 
     # -- identities ---------------------------------------------------------------------------
 
@@ -640,7 +632,7 @@ class ClientKeyingStats:
 _client_ids = itertools.count(1)
 
 
-class MikeyClientKeying:
+class MikeyClientKeying(EndpointOwner):
     """:class:`rtspglue.client.ClientKeying` on MIKEY + SRTP; see the module docstring.
 
     By default the client answers the server's DESCRIBE keys (verifying them before PLAY);
@@ -676,15 +668,6 @@ class MikeyClientKeying:
         self._answered: KeyingResult | None = None
         self._own: KeyingResult | None = None
 
-    @property
-    def config(self) -> ExchangeConfig:
-        """The endpoint's MIKEY configuration (assigning one keeps the replay cache and CSBs)."""
-        return self.endpoint.config
-
-    @config.setter
-    def config(self, config: ExchangeConfig) -> None:
-        self.endpoint = self.endpoint.with_config(config)
-
     # -- SETUP --------------------------------------------------------------------------------
 
     def setup_key_mgmt(self, control: str, offered: tuple[KeyMgmtSpec, ...]) -> bytes | None:
@@ -695,7 +678,10 @@ class MikeyClientKeying:
         if specs and not self.client_keys:
             reply = Responder(self.endpoint).respond(specs[0].data, now)
             if not isinstance(reply, ExchangeCompleted):
-                raise KeyMgmtFailure("the server's key management message was refused")
+                raise KeyMgmtFailure(
+                    "the server's key management message was refused",
+                    detail=reason(reply.error),
+                )
             self._answered = reply.result
             self.side = KeyingSide.SERVER
             if reply.answer is not None or not self.null_kemac:
@@ -709,8 +695,10 @@ class MikeyClientKeying:
             return message
         try:
             initiator, message = _start_initiator(self.endpoint, now, [StreamSpec(0, 0, 0)])
-        except MikeyError:
-            raise KeyMgmtFailure("cannot build the key management message") from None
+        except MikeyError as exc:
+            raise KeyMgmtFailure(
+                "cannot build the key management message", detail=reason(exc)
+            ) from None
         self._initiator = initiator
         self.side = KeyingSide.CLIENT
         return message
@@ -724,8 +712,10 @@ class MikeyClientKeying:
             answer = specs[0].data if specs and initiator.expects_response else None
             try:
                 result = _keys_of(initiator.finish(answer, now))
-            except MikeyError:
-                raise KeyMgmtFailure("the server's key management answer was refused") from None
+            except MikeyError as exc:
+                raise KeyMgmtFailure(
+                    "the server's key management answer was refused", detail=reason(exc)
+                ) from None
         elif self._answered is not None:
             result, self._answered = self._answered, None
         else:

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field, replace
 from mikey.errors import MikeyError
 from mikey.exchange import (
     Endpoint,
+    EndpointOwner,
     ExchangeCompleted,
     ExchangeConfig,
     Initiator,
@@ -302,7 +303,7 @@ def _split(result: KeyingResult, ssrc: int) -> tuple[KeyingResult | None, Keying
     return part(out), part(inb)
 
 
-class MikeyCallKeying:
+class MikeyCallKeying(EndpointOwner):
     """MIKEY-keyed SRTP for SIP calls; see the module docstring.
 
     ``endpoint`` is this party's MIKEY endpoint (one per UA: its replay cache and CSB table are
@@ -342,15 +343,6 @@ class MikeyCallKeying:
         self._events: deque[KeyingEvent] = deque(maxlen=4096)
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
-
-    @property
-    def config(self) -> ExchangeConfig:
-        """The endpoint's MIKEY configuration (assigning one keeps the replay cache and CSBs)."""
-        return self.endpoint.config
-
-    @config.setter
-    def config(self, config: ExchangeConfig) -> None:
-        self.endpoint = self.endpoint.with_config(config)
 
     # -- queries -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from .config import (
     Rng,
     StreamSpec,
 )
-from .endpoint import CsbTable, Endpoint
+from .endpoint import CsbTable, Endpoint, EndpointOwner
 from .initiator import Initiator
 from .machine import Input, State
 from .modes import INIT_TYPE, MODE_OF_INIT, MODE_OF_RESP, MODES, RESP_TYPE, ModeSpec
@@ -49,6 +49,7 @@ __all__ = [
     "RESP_TYPE",
     "CsbTable",
     "Endpoint",
+    "EndpointOwner",
     "ExchangeCompleted",
     "ExchangeConfig",
     "ExchangeRefused",

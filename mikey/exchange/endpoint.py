@@ -21,7 +21,7 @@ from ..keying import KeyingResult, Role
 from ..replay import ReplayGuard
 from .config import ExchangeConfig, Rng
 
-__all__ = ["CsbTable", "Endpoint"]
+__all__ = ["CsbTable", "Endpoint", "EndpointOwner"]
 
 
 class CsbTable:
@@ -106,3 +106,20 @@ class Endpoint:
             f"Endpoint(mode={self.config.mode.value}, identity={self.config.identity!r}, "
             f"csbs={len(self.csbs)}, replay={len(self.replay)})"
         )
+
+
+class EndpointOwner:
+    """Base of the binders that own an :class:`Endpoint` (one per UA, server or client):
+    ``config`` reads the endpoint's configuration, and assigning one keeps the same party (its
+    replay cache and CSBs) under the new configuration."""
+
+    endpoint: Endpoint
+
+    @property
+    def config(self) -> ExchangeConfig:
+        """The endpoint's MIKEY configuration."""
+        return self.endpoint.config
+
+    @config.setter
+    def config(self, config: ExchangeConfig) -> None:
+        self.endpoint = self.endpoint.with_config(config)

@@ -385,7 +385,8 @@ class Responder(Machine):
                 # NULL/NULL KEMAC (opt-in, RTSPS peers): no key protects it, so none is needed.
                 psk = bytearray(b"\0")
             if not psk:
-                raise IdentityError("unknown initiator identity")
+                who = f"the initiator {initiator_id}" if initiator_id else "an unnamed initiator"
+                raise IdentityError(f"no pre-shared key for {who}")
             if spec.transport is Transport.PSK_KEMAC:
                 if not isinstance(kem, Kemac):
                     raise ProtocolError(

@@ -42,6 +42,7 @@ from rtspglue.message import (
     SessionHeader,
     parse_transports,
 )
+from sdp import SdpError
 from sipglue.errors import SipError
 from sipglue.message import Message as SipMessage
 from sipglue.message import StreamParser
@@ -61,7 +62,8 @@ BOB = "sip:bob@example.com"
 LOCAL_SSRCS = (0x5678, 0x9ABC)
 
 MIKEY_ERRORS: tuple[type[BaseException], ...] = (mikey.MikeyError,)
-SIP_ERRORS: tuple[type[BaseException], ...] = (SipError,)
+# SDP has its own error base (sdp.SdpError, not a SipError): both are the typed refusals here
+SIP_ERRORS: tuple[type[BaseException], ...] = (SipError, SdpError)
 RTSP_ERRORS: tuple[type[BaseException], ...] = (RtspError,)
 
 

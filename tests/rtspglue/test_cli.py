@@ -176,3 +176,19 @@ def test_require_identity_flag_must_be_path_equals_uri() -> None:
     cmd = ["timeout", "30", *MIKEY, "rtsp", "serve", "--psk", PSK, "--require-identity", "/tone"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "--require-identity" in done.stderr
+
+
+def test_play_refusals_name_their_cause() -> None:
+    """A wrong PSK, a missing PSK and a refusal by the server each say why in ``detail``; the
+    server's refusal says no more than 463 (it gives the client no oracle)."""
+    wrong = "ff" + PSK[2:]
+    with serve("--psk", PSK) as (url, _):
+        rc, summary = play(url, "--psk", wrong)
+        assert rc == 1 and summary["status"] == -1
+        assert str(summary["detail"]).startswith("authentication failed")
+        rc, summary = play(url)
+        assert rc == 1 and "no pre-shared key" in str(summary["detail"])
+        rc, summary = play(url, "--psk", wrong, "--client-keys")
+        assert rc == 1 and summary["status"] == 463 and "463" in str(summary["detail"])
+        for refused in (summary,):
+            assert PSK not in json.dumps(refused) and wrong not in json.dumps(refused)
