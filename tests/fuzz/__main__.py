@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-PACKAGES = ["mikey", "srtp", "sipglue", "rtspglue"]
+PACKAGES = ["mikey", "mikey_cli", "srtp", "sipglue", "rtspglue"]  # mikey_cli: the pcap reader
 HERE = Path(__file__).parent
 MEMORY_LIMIT = 3 << 30
 SUMMARY = "FUZZ-SUMMARY "
