@@ -34,6 +34,30 @@ class Role(enum.Enum):
     RESPONDER = "responder"
 
 
+class TeardownReason(enum.Enum):
+    """Why a call, a session or their keys ended (RFC 4046 §4.4: the end of a registration).
+
+    The one vocabulary of the GSA registry (srtp), the SIP UA and the RTSP server: each end of a
+    call or session is torn down with its own reason, and the GSA records that same reason.
+    """
+
+    BYE = "bye"  # a BYE, when it does not matter which side sent it
+    LOCAL_BYE = "local-bye"  # SIP: we hung up
+    REMOTE_BYE = "remote-bye"  # SIP: the peer hung up
+    TEARDOWN = "teardown"  # RTSP TEARDOWN
+    CANCEL = "cancel"  # SIP CANCEL before the call was answered
+    TIMEOUT = "timeout"  # a transaction, session or idle timer expired
+    CONNECTION_LOST = "connection-lost"
+    REJECTED = "rejected"  # SIP: a non-2xx final response, or the offer was refused
+    ANSWER_REFUSED = "answer-refused"  # SIP UAC refused the answer: ACK, then BYE
+    SETUP_FAILED = "setup-failed"  # the keys could not be installed
+    KEYING_FAILED = "keying-failed"  # RTSP: the key exchange of a SETUP failed
+    KEY_EXPIRED = "key-expired"  # the keys' lifetime ended
+    SHUTDOWN = "shutdown"
+
+    __hash__ = object.__hash__  # singletons, hashed by identity (as Mode)
+
+
 @dataclass(frozen=True, slots=True)
 class SrtpPolicy:
     """SRTP parameters of one SP payload with RFC 3711 §8.2 defaults filled in."""

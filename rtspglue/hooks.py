@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from mikey.keying import TeardownReason
+
 from .keymgmt import KeyMgmtSpec
 from .media import PCMU_PAYLOAD_TYPE
 from .message import TransportSpec
@@ -32,17 +34,6 @@ __all__ = [
     "SessionState",
     "TeardownReason",
 ]
-
-
-class TeardownReason(enum.Enum):
-    """Why a session ended."""
-
-    TEARDOWN = "teardown"
-    TIMEOUT = "timeout"
-    CONNECTION_LOST = "connection-lost"
-    SHUTDOWN = "shutdown"
-    KEYING_FAILED = "keying-failed"
-    SETUP_FAILED = "setup-failed"
 
 
 class SessionState(enum.Enum):

@@ -98,19 +98,10 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-_REASONS = {
-    TeardownReason.TEARDOWN: GsaReason.TEARDOWN,
-    TeardownReason.TIMEOUT: GsaReason.TIMEOUT,
-    TeardownReason.CONNECTION_LOST: GsaReason.CONNECTION_LOST,
-    TeardownReason.SHUTDOWN: GsaReason.SHUTDOWN,
-    TeardownReason.KEYING_FAILED: GsaReason.SETUP_FAILED,
-    TeardownReason.SETUP_FAILED: GsaReason.SETUP_FAILED,
-}
-
 
 def gsa_reason(reason: TeardownReason) -> GsaReason:
-    """The GSA teardown reason for an RTSP session end."""
-    return _REASONS[reason]
+    """The GSA teardown reason for an RTSP session end: the session's own (one vocabulary)."""
+    return reason
 
 
 def is_initiator_message(data: bytes) -> bool:
@@ -607,8 +598,8 @@ class MikeyServerKeying(EndpointOwner):
             if state.peer_csb is not None:
                 self.endpoint.forget(state.peer_csb)
             if state.peer_gsa:
-                self.registry.teardown(_peer_key(session), gsa_reason(reason), now)
-        self.registry.teardown(session.session_id, gsa_reason(reason), now)
+                self.registry.teardown(_peer_key(session), reason, now)
+        self.registry.teardown(session.session_id, reason, now)
         session.keying_state = None
 
 
@@ -844,7 +835,7 @@ class MikeyClientKeying(EndpointOwner):
 
     def on_teardown(self, reason: TeardownReason) -> None:
         """The RTSP session ended: tear the GSA down."""
-        self._end(gsa_reason(reason))
+        self._end(reason)
 
     def close(self) -> None:
         """Wipe anything pending and tear the GSA down (exit, failed SETUP); idempotent."""

@@ -529,9 +529,7 @@ class UaCore(Generic[C]):
         call.final_status = response.status
         if response.status >= 300:
             cause = (
-                TerminationReason.CANCELLED
-                if response.status == 487
-                else TerminationReason.REJECTED
+                TerminationReason.CANCEL if response.status == 487 else TerminationReason.REJECTED
             )
             return self.terminate(call, cause, now)
         call.dialog = Dialog.from_uac(call.invite, response, self.contact())
@@ -659,7 +657,7 @@ class UaCore(Generic[C]):
         out: list[Effect] = []
         for call in list(self.calls.values()):
             if call.peer == peer or (call.dialog and address_of(call.dialog.next_hop()) == peer):
-                out += self.terminate(call, TerminationReason.TRANSPORT_LOST, now)
+                out += self.terminate(call, TerminationReason.CONNECTION_LOST, now)
         for tx, ctx in list(self._clients.items()):
             if ctx.dest == peer and tx.state != State.TERMINATED:
                 out += self._process(tx, tx.transport_error(now), now)
@@ -940,7 +938,7 @@ class UaCore(Generic[C]):
         out = self.respond(tx, make_response(cancel, 200, to_tag=tag), now)
         out += self.respond(target, make_response(target.request, 487, to_tag=tag), now)  # §9.2
         if call is not None:
-            out += self.terminate(call, TerminationReason.CANCELLED, now)
+            out += self.terminate(call, TerminationReason.CANCEL, now)
         return out
 
     # -- teardown ---------------------------------------------------------------------------

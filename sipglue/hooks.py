@@ -7,9 +7,10 @@ call ended. ``sipglue.ua`` re-exports every name here.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
+
+from mikey.keying import TeardownReason
 
 from .message import SipUri
 from .sdp import SessionDescription
@@ -26,15 +27,8 @@ __all__ = [
 ]
 
 
-class TerminationReason(enum.IntEnum):
-    LOCAL_BYE = 1
-    REMOTE_BYE = 2
-    CANCELLED = 3
-    TIMEOUT = 4
-    TRANSPORT_LOST = 5
-    REJECTED = 6  # non-2xx final response, or the offer/answer handler refused
-    ANSWER_REFUSED = 7  # UAC on_answer raised: ACK then BYE
-    SHUTDOWN = 8
+#: Why a call ended: the shared vocabulary (``mikey.keying.TeardownReason``), under the UA's name.
+TerminationReason = TeardownReason
 
 
 class OfferAnswerHandler(Protocol[_Call_contra]):

@@ -109,16 +109,6 @@ Clock = Callable[[], float]
 KMPID = "mikey"
 SECURE_PROTOS = ("RTP/SAVP", "RTP/SAVPF")
 
-_REASONS = {
-    TerminationReason.LOCAL_BYE: GsaReason.BYE,
-    TerminationReason.REMOTE_BYE: GsaReason.BYE,
-    TerminationReason.CANCELLED: GsaReason.CANCEL,
-    TerminationReason.TIMEOUT: GsaReason.TIMEOUT,
-    TerminationReason.TRANSPORT_LOST: GsaReason.CONNECTION_LOST,
-    TerminationReason.REJECTED: GsaReason.SETUP_FAILED,
-    TerminationReason.ANSWER_REFUSED: GsaReason.SETUP_FAILED,
-    TerminationReason.SHUTDOWN: GsaReason.SHUTDOWN,
-}
 
 # RFC 4567 §3.1 / RFC 3261 §21.6.4: 606 when the offer can never be acceptable here.
 _NEVER_ACCEPTABLE = frozenset({ErrorNo.INVALID_DT, ErrorNo.UNSUPPORTED_MESSAGE_TYPE})
@@ -144,8 +134,8 @@ class KeyingError(SipError):
 
 
 def gsa_reason(reason: TerminationReason) -> GsaReason:
-    """The GSA teardown reason for a SIP call ending."""
-    return _REASONS[reason]
+    """The GSA teardown reason for a SIP call ending: the call's own (one vocabulary)."""
+    return reason
 
 
 def status_for(error: MikeyError) -> int:
@@ -734,7 +724,7 @@ class MikeyCallKeying(EndpointOwner):
         if keys is not None and keys.role is Role.RESPONDER:
             # the CSB ends with the call: only re-keys of a live call may name it (RFC 3830 §4.5)
             self.endpoint.forget(keys.registration.csb_id)
-        event = self.registry.teardown(key, gsa_reason(reason), self.clock())
+        event = self.registry.teardown(key, reason, self.clock())
         if event is not None:
             self._events.append(CallKeysTornDown(key, event.reason))
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mikey.keying import DataSaEntry, KeyingResult, RegistrationSa
+from mikey.keying import TeardownReason as TeardownReason  # noqa: PLC0414 (re-exported)
 
 from .context import DEFAULT_WINDOW_SIZE, InboundStream, OutboundStream, streams_for
 from .errors import GsaStateError, KeyMaterialError, UnknownGsaError, UnsupportedPolicyError
@@ -45,17 +46,6 @@ class GsaInput(enum.Enum):
     REKEY = "rekey"
     REKEY_DONE = "rekey-done"
     TEARDOWN = "teardown"
-
-
-class TeardownReason(enum.Enum):
-    BYE = "bye"
-    TEARDOWN = "teardown"
-    CANCEL = "cancel"
-    SETUP_FAILED = "setup-failed"
-    TIMEOUT = "timeout"
-    KEY_EXPIRED = "key-expired"
-    SHUTDOWN = "shutdown"
-    CONNECTION_LOST = "connection-lost"
 
 
 TRANSITIONS: dict[tuple[GsaState, GsaInput], GsaState] = {

@@ -116,7 +116,7 @@ async def test_tcp_connection_dropped_mid_dialog() -> None:
         reasons = await asyncio.wait_for(
             asyncio.gather(call.wait_terminated(), answered.wait_terminated()), 10
         )
-        assert list(reasons) == [TerminationReason.TRANSPORT_LOST] * 2
+        assert list(reasons) == [TerminationReason.CONNECTION_LOST] * 2
         assert uac_keys.registry.audit().live_gsas == uas_keys.registry.audit().live_gsas == 0
     finally:
         for ua, keying in ((uac, uac_keys), (uas, uas_keys)):
@@ -188,7 +188,7 @@ async def test_udp_caller_killed_before_ack_uas_timers_finish() -> None:
 
 
 async def test_tcp_caller_killed_mid_call() -> None:
-    assert await _uas_with_peer_killed("tcp", 0) == TerminationReason.TRANSPORT_LOST
+    assert await _uas_with_peer_killed("tcp", 0) == TerminationReason.CONNECTION_LOST
 
 
 async def test_rtsp_client_killed_mid_stream() -> None:

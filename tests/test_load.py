@@ -110,7 +110,7 @@ def _sip(transport: str, warm: int, conc: int, hold: tuple[str, str]) -> None:
         assert_clean(run, after)
         ended = {k: v - base["ended"].get(k, 0) for k, v in after["ended"].items()}
         # the SUT's view of each ending matches the driver's actions
-        assert ended.get("CANCELLED", 0) == count(run, "cancel:status-487")
+        assert ended.get("CANCEL", 0) == count(run, "cancel:status-487")
         assert ended.get("REJECTED", 0) == count(run, "reject:status-486")
         assert ended.get("REMOTE_BYE", 0) == count(run, "uac-bye:local_bye", "cancel:crossed-bye")
         assert after["offered"] - base["offered"] == sum(ended.values())

@@ -117,8 +117,8 @@ def test_cancel_pending_invite() -> None:
     outcome = pair.alice.outcomes[tx]
     assert isinstance(outcome, Response) and outcome.status == 487  # §9.2
     pair.run(pair.alice, pair.alice.core.uac_final(call, outcome, pair.clock.now))
-    assert pair.alice.terminated == [(call.call_id, TerminationReason.CANCELLED)]
-    assert pair.bob.terminated == [(call.call_id, TerminationReason.CANCELLED)]
+    assert pair.alice.terminated == [(call.call_id, TerminationReason.CANCEL)]
+    assert pair.bob.terminated == [(call.call_id, TerminationReason.CANCEL)]
     pair.decide(200)  # the hook answers late: the call stays cancelled, nothing more is sent
     assert pair.bob.sent_responses(200) == []
     assert pair.bob.accepted == []
@@ -242,7 +242,7 @@ def test_connection_lost_ends_calls_and_fails_requests() -> None:
     pair.drop = _everything
     tx = pair.request(pair.alice, call, "OPTIONS")
     pair.run(pair.alice, pair.alice.core.connection_lost(pair.bob.address, pair.clock.now))
-    assert pair.alice.terminated == [(call.call_id, TerminationReason.TRANSPORT_LOST)]
+    assert pair.alice.terminated == [(call.call_id, TerminationReason.CONNECTION_LOST)]
     outcome = pair.alice.outcomes[tx]
     assert isinstance(outcome, CallError) and outcome.status_code == 503
 

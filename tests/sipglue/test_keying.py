@@ -344,7 +344,7 @@ async def test_tcp_connection_loss_tears_down(sides: list[Side]) -> None:
     assert_equal_keys(uac, call, uas, remote)
     assert uac.ua.transport is not None
     uac.ua.transport.close()  # drop the connection
-    assert await asyncio.wait_for(remote.wait_terminated(), 5) == TerminationReason.TRANSPORT_LOST
+    assert await asyncio.wait_for(remote.wait_terminated(), 5) == TerminationReason.CONNECTION_LOST
     await uac.ua.close()
     assert call.reason is not None
     assert_clean(uac, uas)

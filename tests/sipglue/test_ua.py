@@ -167,7 +167,7 @@ async def test_tcp_connection_loss_terminates_call() -> None:
         assert uac.transport is not None
         uac.transport.close()
         assert (
-            await asyncio.wait_for(remote.wait_terminated(), 5) == TerminationReason.TRANSPORT_LOST
+            await asyncio.wait_for(remote.wait_terminated(), 5) == TerminationReason.CONNECTION_LOST
         )
         assert call.state == CallState.CONFIRMED or call.reason is not None
     finally:
