@@ -362,15 +362,10 @@ class Responder(Machine):
     def _authenticate_mac(self, inbound: _Inbound, ctx: _RespCtx) -> _Authenticated:
         """MAC (PSK, DHHMAC): the initiator's PSK — by IDi, else by the identity the signalling
         names — keys the MAC over the message; PSK also opens the KEMAC's key data."""
-        spec, msg, raw, claimed, signalled = (
-            inbound.spec,
-            inbound.msg,
-            inbound.raw,
-            inbound.claimed,
-            inbound.signalled,
-        )
+        spec, msg, raw, claimed = inbound.spec, inbound.msg, inbound.raw, inbound.claimed
         rand, prf, t = inbound.rand, inbound.prf, inbound.t
         cfg = self.config
+        signalled = inbound.signalled
         # Without IDi the signalling names the initiator: its PSK is the one looked up.
         initiator_id = claimed if claimed is not None else signalled
         kem = msg.payloads[-1] if msg.payloads else None
@@ -430,27 +425,20 @@ class Responder(Machine):
         """SIGN (PK, DH, RSA-R): the initiator's validated (or pinned) certificate signs the
         message; PK's envelope opens the KEMAC. IDi — or the signalled initiator — must be a
         SAN URI of the certificate (RFC 3830 §4.3)."""
-        spec, msg, raw, claimed, signalled = (
-            inbound.spec,
-            inbound.msg,
-            inbound.raw,
-            inbound.claimed,
-            inbound.signalled,
-        )
-        rand, t, now = inbound.rand, inbound.t, inbound.now
+        msg, raw, claimed = inbound.msg, inbound.raw, inbound.claimed
         cfg = self.config
-        cert = peer_certificate(msg, cfg.trust, cfg.peer_certificate, now, "initiator")
+        cert = peer_certificate(msg, cfg.trust, cfg.peer_certificate, inbound.now, "initiator")
         verify_signed(raw, msg, cert, cfg.sign_hash)
         keys: tuple[KeyData, ...] = ()
         kem_id: str | None = None
-        if spec.transport is Transport.ENVELOPE:
-            keys, kem_id = self._open_envelope(msg, raw, t, rand, ctx)
+        if inbound.spec.transport is Transport.ENVELOPE:
+            keys, kem_id = self._open_envelope(msg, raw, inbound.t, inbound.rand, ctx)
             if kem_id is not None and claimed is not None and kem_id != claimed:
                 raise AuthenticationError()
         initiator_id = bind_certificate(
             cert,
             claimed if claimed is not None else kem_id,
-            signalled,
+            inbound.signalled,
             cfg.cert_identities,
             field="IDi",
         )
