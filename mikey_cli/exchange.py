@@ -46,7 +46,7 @@ from mikey.exchange import (
     apply_profile,
 )
 from mikey.identity import IdentityTable, parse_fingerprint
-from mikey.keying import KeyingResult, Mode
+from mikey.keying import DataSaEntry, KeyingResult, Mode
 from mikey.pki import Credentials, StaticPskStore, TrustStore, load_certificates
 from mikey.prf import KeyConst, prf
 from mikey.prf import label as prf_label
@@ -225,21 +225,24 @@ def _streams(ssrc: str | None) -> tuple[StreamSpec, ...]:
     return tuple(StreamSpec(_int(s, "--ssrc"), 0, 0) for s in ssrc.split(",") if s.strip())
 
 
+def data_sa_row(entry: DataSaEntry, show_keys: bool, *, ssrc: object = None) -> dict[str, Any]:
+    """One crypto session of a Data SA as JSON (keys only with ``show_keys``); ``ssrc``
+    overrides how the SSRC is shown."""
+    row: dict[str, Any] = {
+        "cs_id": entry.cs_id,
+        "ssrc": entry.ssrc if ssrc is None else ssrc,
+        "roc": entry.roc,
+        "policy": entry.policy.profile_name,
+        "mki": None if entry.mki is None else entry.mki.hex(),
+    }
+    if show_keys:
+        row["master_key"] = bytes(entry.master_key).hex()
+        row["master_salt"] = bytes(entry.master_salt).hex()
+    return row
+
+
 def _data_sa(result: KeyingResult, show_keys: bool) -> list[dict[str, Any]]:
-    out = []
-    for e in result.data_sa:
-        row: dict[str, Any] = {
-            "cs_id": e.cs_id,
-            "ssrc": e.ssrc,
-            "roc": e.roc,
-            "policy": e.policy.profile_name,
-            "mki": None if e.mki is None else e.mki.hex(),
-        }
-        if show_keys:
-            row["master_key"] = bytes(e.master_key).hex()
-            row["master_salt"] = bytes(e.master_salt).hex()
-        out.append(row)
-    return out
+    return [data_sa_row(e, show_keys) for e in result.data_sa]
 
 
 def refusal_reason(exc: MikeyError) -> str:

@@ -62,6 +62,7 @@ from srtp.context import InboundStream
 from srtp.errors import SrtpAuthenticationError, SrtpError
 
 from .common import CliError
+from .exchange import data_sa_row
 
 __all__ = [
     "MAX_BODY",
@@ -1148,20 +1149,11 @@ def _stream_rows(cap: Capture) -> list[dict[str, Any]]:
 
 
 def _key_rows(cap: Capture, show_keys: bool) -> list[dict[str, Any]]:
-    rows = []
-    for ssrc, entries in cap.keys.items():
-        for e in entries:
-            row: dict[str, Any] = {
-                "ssrc": f"0x{ssrc:08x}",
-                "cs_id": e.cs_id,
-                "policy": e.policy.profile_name,
-                "mki": None if e.mki is None else e.mki.hex(),
-            }
-            if show_keys:
-                row["master_key"] = bytes(e.master_key).hex()
-                row["master_salt"] = bytes(e.master_salt).hex()
-            rows.append(row)
-    return rows
+    return [
+        data_sa_row(e, show_keys, ssrc=f"0x{ssrc:08x}")
+        for ssrc, entries in cap.keys.items()
+        for e in entries
+    ]
 
 
 def _write_wavs(cap: Capture, directory: str) -> list[str]:
