@@ -35,6 +35,7 @@ __all__ = [
     "new_call_id",
     "new_tag",
     "parse_message",
+    "parse_uint",
     "split_header_values",
     "warning_text",
 ]
@@ -169,6 +170,31 @@ _SPACE_RE = re.compile(r"\s")  # str.isspace() characters
 _ANGLE_RE = re.compile(r"[<>]")
 
 
+# RFC 3261 §25.1: DIGIT is the ASCII range %x30-39 (RFC 2234 core rules), never another script's
+# digit: str.isdigit() accepts '²' (int() then raises ValueError) and '٣' (int() reads 3).
+_UINT_RE = re.compile(r"[0-9]{1,10}")
+# RFC 3261 §25.1 LWS is SP and HTAB only; str.strip() and str.split() also take U+2003, U+00A0 ...
+_LWS = " \t"
+_LWS_RE = re.compile(r"[ \t]+")
+MAX_UINT_DIGITS = 10
+
+
+def parse_uint(text: str, what: str, max_value: int, *, min_value: int = 0) -> int:
+    """``text`` as a decimal number of ASCII digits in ``[min_value, max_value]``.
+
+    The one number grammar of the SIP codec (RFC 3261 §25.1, ``1*DIGIT``): 1 to
+    :data:`MAX_UINT_DIGITS` characters ``0``-``9`` and nothing else (no sign, space, underscore,
+    full-width or other Unicode digit). Anything else raises :class:`SipParseError` naming
+    ``what``; so does a number out of bounds.
+    """
+    if not _UINT_RE.fullmatch(text):
+        raise SipParseError(f"malformed {what} (RFC 3261 §25.1: 1*DIGIT)")
+    value = int(text)
+    if not min_value <= value <= max_value:
+        raise SipParseError(f"{what} out of range")
+    return value
+
+
 def canonical_name(name: str) -> str:
     """The canonical long form of a header name (compact forms expanded, §7.3.3)."""
     lower = name.lower()
@@ -288,12 +314,9 @@ def _split_hostport(text: str) -> tuple[str, int | None]:
     rest = text[match.end() :]
     if not rest:
         return host, None
-    if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+    if not rest.startswith(":") or len(rest) > 6:
         raise SipParseError("invalid port")
-    port = int(rest[1:])
-    if not 0 < port <= 65535:
-        raise SipParseError("port out of range")
-    return host, port
+    return host, parse_uint(rest[1:], "port", 65535, min_value=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +392,7 @@ class SipUri:
         return f"{self.scheme}:{userinfo}{self.host}"
 
 
-_WARNING_RE = re.compile(r'\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_WARNING_RE = re.compile(r'\s*[0-9]{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"', re.DOTALL)
 
 
 def warning_text(value: str | None) -> str | None:
@@ -458,6 +481,12 @@ class Via:
     def param(self, name: str) -> str | None:
         return _param(self.params, name.lower())
 
+    @property
+    def rport(self) -> int | None:
+        """The ``rport`` port (RFC 3581 §3); None when absent or empty (a request for one)."""
+        value = self.param("rport")
+        return parse_uint(value, "Via rport", 65535, min_value=1) if value else None
+
     def with_param(self, name: str, value: str | None) -> Via:
         return replace(self, params=_with_param(self.params, name, value))
 
@@ -471,12 +500,10 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+        parts = _LWS_RE.split(text.strip(_LWS))
+        if len(parts) != 2:
             raise SipParseError("malformed CSeq header")
-        seq = int(parts[0])
-        if seq >= 2**31:  # §8.1.1.5: less than 2**31
-            raise SipParseError("CSeq number out of range")
+        seq = parse_uint(parts[0], "CSeq number", 2**31 - 1)  # §8.1.1.5: less than 2**31
         if not _TOKEN_RE.fullmatch(parts[1]):
             raise SipParseError("malformed CSeq method")
         return cls(seq, parts[1])
@@ -546,6 +573,29 @@ class _HeadersMixin:
     @property
     def routes(self) -> list[NameAddr]:
         return [NameAddr.parse(v) for v in self.get_all("Route")]
+
+    def _number(self, name: str, max_value: int) -> int | None:
+        value = self.get(name)
+        return None if value is None else parse_uint(value.strip(_LWS), f"{name} header", max_value)
+
+    @property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards (RFC 3261 §20.22: 1*DIGIT, 0-255 in practice); None when absent."""
+        return self._number("Max-Forwards", 255)
+
+    @property
+    def expires(self) -> int | None:
+        """Expires in seconds (RFC 3261 §20.19: delta-seconds, at most 2**32-1); None if absent."""
+        return self._number("Expires", 2**32 - 1)
+
+    @property
+    def retry_after(self) -> int | None:
+        """Retry-After delta-seconds (RFC 3261 §20.33), comment and parameters dropped."""
+        value = self.get("Retry-After")
+        if value is None:
+            return None
+        seconds = value.partition(";")[0].partition("(")[0].strip(_LWS)
+        return parse_uint(seconds, "Retry-After header", 2**32 - 1)
 
     @property
     def content_type(self) -> str | None:
@@ -642,7 +692,7 @@ def _parse_head(head: bytes, body: bytes | None = None) -> tuple[Message, int | 
         if line[:1] in (" ", "\t"):  # §7.3.1 folding
             if not raw_headers:
                 raise SipParseError("continuation line before first header")
-            raw_headers[-1] += " " + line.strip()
+            raw_headers[-1] += " " + line.strip(_LWS)
         elif line:
             raw_headers.append(line)
     if len(raw_headers) > MAX_HEADERS:
@@ -654,7 +704,7 @@ def _parse_head(head: bytes, body: bytes | None = None) -> tuple[Message, int | 
         if not sep or not _TOKEN_RE.fullmatch(name):
             raise SipParseError("malformed header line")
         name = canonical_name(name)
-        value = value.strip()
+        value = value.strip(_LWS)
         if name.lower() in LIST_HEADERS and not (name == "Contact" and value == "*"):
             headers.extend((name, part) for part in split_header_values(value))
         else:
@@ -662,14 +712,13 @@ def _parse_head(head: bytes, body: bytes | None = None) -> tuple[Message, int | 
         if len(headers) > MAX_HEADERS:
             raise SipParseError("too many headers")
     content_length: int | None = None
-    lengths = {v for k, v in headers if k == "Content-Length"}
+    lengths = [v for k, v in headers if k == "Content-Length"]
     if len(lengths) > 1:
-        raise SipParseError("conflicting Content-Length headers")
+        # one reading of the framing (RFC 7230 §3.3.3 item 4, §18.3): a second Content-Length
+        # is refused whether or not it repeats the first (``l:`` and ``Content-Length:`` too)
+        raise SipParseError("more than one Content-Length header")
     if lengths:
-        value = lengths.pop()
-        if not value.isdigit() or len(value) > 9:
-            raise SipParseError("malformed Content-Length")
-        content_length = int(value)
+        content_length = parse_uint(lengths[0], "Content-Length", 999_999_999)
     if body is None:
         body = b""
     elif content_length is not None:
@@ -679,7 +728,8 @@ def _parse_head(head: bytes, body: bytes | None = None) -> tuple[Message, int | 
     status = _STATUS_RE.fullmatch(start)
     message: Message
     if status:
-        message = Response(int(status.group(1)), status.group(2), tuple(headers), body)
+        code = parse_uint(status.group(1), "status code", 699, min_value=100)
+        message = Response(code, status.group(2), tuple(headers), body)
     else:
         request = _REQUEST_RE.fullmatch(start)
         if not request:
