@@ -24,9 +24,12 @@ from .model import (
     MAX_SDP_LINES,
     Connection,
     MediaDescription,
+    Origin,
+    RtpMap,
     SdpLine,
     SessionDescription,
 )
+from .numbers import parse_uint
 
 __all__ = [
     "MAX_KEY_MGMT_DATA",
@@ -37,6 +40,8 @@ __all__ = [
     "KeyMgmtAttr",
     "KeyMgmtDataError",
     "MediaDescription",
+    "Origin",
+    "RtpMap",
     "SdpError",
     "SdpLimitError",
     "SdpLine",
@@ -46,4 +51,5 @@ __all__ = [
     "is_kmpid",
     "key_mgmt_line",
     "parse_key_mgmt",
+    "parse_uint",
 ]

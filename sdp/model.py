@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from .errors import SdpError, SdpLimitError
 from .keymgmt import KeyMgmtAttr
 from .line import SdpLine
+from .numbers import parse_uint
 
 __all__ = [
     "KNOWN_PROTOS",
@@ -27,6 +28,8 @@ __all__ = [
     "VERSION_LINE",
     "Connection",
     "MediaDescription",
+    "Origin",
+    "RtpMap",
     "SdpLine",
     "SessionDescription",
     "shared_line",
@@ -41,9 +44,75 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 KNOWN_PROTOS = ("RTP/AVP", "RTP/SAVP", "RTP/SAVPF", "RTP/AVPF", "UDP/TLS/RTP/SAVPF", "udp")
 
 
-def _is_number(text: str) -> bool:
-    # RFC 4566 §9: DIGIT is ASCII; str.isdigit() alone would let other scripts' digits in
-    return text.isascii() and text.isdigit()
+_U64 = 2**64 - 1
+_U32 = 2**32 - 1
+
+
+def _port_field(text: str) -> tuple[int, int | None]:
+    """``<port>[/<number of ports>]`` of an m= line (RFC 4566 §5.14)."""
+    port, sep, count = text.partition("/")
+    number = parse_uint(port, "m= port", 65535)
+    return number, parse_uint(count, "m= number of ports", 65535, min_value=1) if sep else None
+
+
+def _bandwidth(lines: Iterable[SdpLine]) -> list[tuple[str, int]]:
+    """``(bwtype, kilobits per second)`` of each ``b=`` line (RFC 4566 §5.8)."""
+    out: list[tuple[str, int]] = []
+    for line in lines:
+        if line.type == "b":
+            kind, sep, value = line.value.partition(":")
+            if not sep or not _TOKEN_RE.fullmatch(kind):
+                raise SdpError("b= line needs '<bwtype>:<bandwidth>' (RFC 4566 §5.8)")
+            out.append((kind, parse_uint(value, "b= bandwidth", _U64)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """An ``o=`` line (RFC 4566 §5.2); session id and version are numbers (§9 ``1*DIGIT``)."""
+
+    username: str
+    session_id: int
+    session_version: int
+    nettype: str
+    addrtype: str
+    address: str
+
+    @classmethod
+    def parse_value(cls, value: str) -> Origin:
+        """Parse an ``o=`` value."""
+        parts = value.split(" ")
+        if len(parts) != 6 or not all(parts):
+            raise SdpError("o= line needs six fields (RFC 4566 §5.2)")
+        sid = parse_uint(parts[1], "o= sess-id", _U64)
+        version = parse_uint(parts[2], "o= sess-version", _U64)
+        return cls(parts[0], sid, version, parts[3], parts[4], parts[5])
+
+
+@dataclass(frozen=True, slots=True)
+class RtpMap:
+    """An ``a=rtpmap:<pt> <encoding>/<clock rate>[/<channels>]`` value (RFC 4566 §6)."""
+
+    payload_type: int
+    encoding: str
+    clock_rate: int
+    channels: int | None = None
+
+    @classmethod
+    def parse_value(cls, value: str) -> RtpMap:
+        """Parse an rtpmap attribute value."""
+        pt, _, rest = value.partition(" ")
+        fields = rest.strip().split("/")
+        if len(fields) not in (2, 3) or not _TOKEN_RE.fullmatch(fields[0]):
+            raise SdpError("a=rtpmap needs '<pt> <encoding>/<clock rate>' (RFC 4566 §6)")
+        return cls(
+            parse_uint(pt, "rtpmap payload type", 127),
+            fields[0],
+            parse_uint(fields[1], "rtpmap clock rate", _U32, min_value=1),
+            parse_uint(fields[2], "rtpmap channels", 255, min_value=1)
+            if len(fields) == 3
+            else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +185,7 @@ class MediaDescription:
         parts = self.lines[0].value.split()
         if len(parts) < 3:
             raise SdpError("m= line needs '<media> <port> <proto> <fmt> ...' (RFC 4566 §5.14)")
-        port, _, count = parts[1].partition("/")
-        if not _is_number(port) or int(port) > 65535 or (count and not _is_number(count)):
-            raise SdpError("m= line has an invalid port (RFC 4566 §5.14)")
+        _port_field(parts[1])  # raises SdpError naming the port or the number of ports
         if not _TOKEN_RE.fullmatch(parts[0]):
             raise SdpError("m= line has an invalid media type")
 
@@ -150,12 +217,31 @@ class MediaDescription:
 
     @property
     def port(self) -> int:
-        return int(self._m[1].partition("/")[0])
+        return _port_field(self._m[1])[0]
 
     @property
     def port_count(self) -> int | None:
-        count = self._m[1].partition("/")[2]
-        return int(count) if count else None
+        return _port_field(self._m[1])[1]
+
+    @property
+    def payload_types(self) -> tuple[int, ...]:
+        """The formats as RTP payload types (0-127, RFC 4566 §5.14, RFC 3551 §6)."""
+        return tuple(parse_uint(f, "m= payload type", 127) for f in self._m[3:])
+
+    def rtpmaps(self) -> list[RtpMap]:
+        """Every media-level ``a=rtpmap``, typed (payload type, clock rate, channels)."""
+        return [RtpMap.parse_value(v or "") for v in self.attributes("rtpmap")]
+
+    @property
+    def ptime(self) -> int | None:
+        """``a=ptime`` in milliseconds (RFC 4566 §6), None when absent."""
+        values = self.attributes("ptime")
+        return parse_uint((values[0] or "").strip(), "a=ptime", 65535) if values else None
+
+    @property
+    def bandwidth(self) -> list[tuple[str, int]]:
+        """The section's ``b=`` lines as ``(bwtype, kb/s)`` (RFC 4566 §5.8)."""
+        return _bandwidth(self.lines)
 
     @property
     def proto(self) -> str:
@@ -302,6 +388,36 @@ class SessionDescription:
     def attributes(self, name: str) -> list[str | None]:
         """Values of every session-level ``a=<name>`` line, in order."""
         return _attributes(self.session, name)
+
+    @property
+    def origin(self) -> Origin | None:
+        """The ``o=`` line, typed (RFC 4566 §5.2); None when absent."""
+        for line in self.session:
+            if line.type == "o":
+                return Origin.parse_value(line.value)
+        return None
+
+    @property
+    def times(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` NTP seconds of each ``t=`` line (RFC 4566 §5.9)."""
+        out: list[tuple[int, int]] = []
+        for line in self.session:
+            if line.type == "t":
+                parts = line.value.split(" ")
+                if len(parts) != 2:
+                    raise SdpError("t= line needs '<start-time> <stop-time>' (RFC 4566 §5.9)")
+                out.append(
+                    (
+                        parse_uint(parts[0], "t= start-time", _U64),
+                        parse_uint(parts[1], "t= stop-time", _U64),
+                    )
+                )
+        return out
+
+    @property
+    def bandwidth(self) -> list[tuple[str, int]]:
+        """The session-level ``b=`` lines as ``(bwtype, kb/s)`` (RFC 4566 §5.8)."""
+        return _bandwidth(self.session)
 
     @property
     def connection(self) -> Connection | None:
