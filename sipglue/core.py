@@ -22,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import heapq
+import ipaddress
 import itertools
 import logging
+import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -84,6 +87,14 @@ Rng = Callable[[int], bytes]
 Tx = ClientTransaction | ServerTransaction
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 _NOWHERE: Address = ("127.0.0.1", 0)
+#: how much of a peer-supplied method or error text a log line carries
+_EXCERPT = 32
+
+
+def _excerpt(text: str) -> str:
+    """A bounded, printable excerpt of peer-supplied text for a log line."""
+    clean = "".join(c if c.isprintable() and c != "\\" else "?" for c in text[:_EXCERPT])
+    return clean + ("..." if len(text) > _EXCERPT else "")
 
 
 class CallState(enum.IntEnum):
@@ -319,6 +330,60 @@ class _Heap:
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
 
+def _source_key(host: str) -> str:
+    """The budget a peer address counts against: the IPv4 address, or the IPv6 /64."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0].strip("[]"))
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    stamp: float
+    limited: bool = False
+
+
+class SourceBudget:
+    """A token bucket per source address: ``burst`` new transactions, refilled at ``rate``/s.
+
+    The table of sources is bounded (``max_sources``, least recently seen dropped first); a
+    dropped source starts again with a full bucket.
+    """
+
+    def __init__(self, rate: float, burst: int, max_sources: int = 4096) -> None:
+        if not (rate > 0 and math.isfinite(rate)) or burst < 1 or max_sources < 1:
+            raise ValueError("rate must be positive and finite, burst and max_sources >= 1")
+        self.rate, self.burst, self.max_sources = float(rate), int(burst), max_sources
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, host: str, now: float) -> tuple[bool, bool]:
+        """Take one token for ``host``: ``(granted, first refusal of this episode)``."""
+        key = _source_key(host)
+        bucket = self._buckets.pop(key, None) or _Bucket(float(self.burst), now)
+        elapsed = max(0.0, now - bucket.stamp)
+        bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
+        bucket.stamp = now
+        self._buckets[key] = bucket
+        while len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            bucket.limited = False
+            return True, False
+        first, bucket.limited = not bucket.limited, True
+        return False, first
+
+
 class UaCore(Generic[C]):
     """The UA core: request dispatch, calls, dialogs, transactions and timers, no I/O.
 
@@ -340,6 +405,8 @@ class UaCore(Generic[C]):
         max_transactions: int = 1024,
         max_calls: int = 256,
         check_dialog_source: bool = True,
+        source_burst: int | None = None,
+        source_rate: float | None = None,
     ) -> None:
         self.call_factory = call_factory
         self.contact = contact
@@ -353,6 +420,25 @@ class UaCore(Generic[C]):
         #: refuse in-dialog requests from other transport addresses than the dialog's peer
         self.check_dialog_source = check_dialog_source
         self.transactions = TransactionTable(max_transactions=max_transactions)
+        # one source may start at most half the table's transactions at once, and refill at
+        # the pace slots free up (a final response holds its slot 64*T1 over UDP)
+        burst = source_burst if source_burst is not None else max(1, max_transactions // 2)
+        rate = source_rate if source_rate is not None else burst / (64 * self.timers.t1)
+        #: the per-source budget for new server transactions
+        self.source_budget = SourceBudget(rate, burst)
+        #: how often each limit bit, and other refusals users may want to watch
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "source_limited",  # a new request over its source's budget: stateless 503
+                "transactions_full",  # the table full, nothing to evict: stateless 503
+                "completed_evicted",  # a completed server transaction evicted for a new one
+                "calls_full",  # an INVITE over max_calls: 486
+                "handler_failed",  # a request's handling raised: 500
+                "proceeding_expired",  # an INVITE got no final response in time
+            ),
+            0,
+        )
+        self._biting: set[str] = set()
         self.calls: dict[str, C] = {}  # by Call-ID
         self._clients: dict[ClientTransaction, _ClientCtx] = {}
         self._dest: dict[Tx, Address] = {}
@@ -429,6 +515,8 @@ class UaCore(Generic[C]):
                 out.append(Send(event.message.encode(), dest, tx))
             elif isinstance(tx, ClientTransaction):
                 out += self._client_event(tx, event, now)
+            elif isinstance(event, TransactionTimedOut) and event.timer == "proceeding":
+                out += self._proceeding_expired(tx, dest, now)
             if isinstance(event, TransactionTerminated):
                 self._drop(tx)
         self._watch(tx)
@@ -455,6 +543,23 @@ class UaCore(Generic[C]):
             out += self.terminate(ctx.call, ctx.then, now)
         out.append(outcome)
         return out
+
+    def _proceeding_expired(
+        self, tx: ServerTransaction, source: Address, now: float
+    ) -> list[Effect]:
+        """An INVITE got no final response within the Proceeding bound: the TU is stuck.
+
+        A new call is answered 408 and ends (TIMEOUT); a re-INVITE gets 500 and the session
+        stays as it was (§14.2). The transaction then runs Timer G/H as any final would.
+        """
+        request = tx.request
+        self._bite("proceeding_expired", "sipglue: an INVITE had no final response in time")
+        call = self._call_of(request, source)
+        tag = call.dialog.local_tag if call is not None and call.dialog else new_tag(self.rng)
+        if call is not None and call.invite is request:
+            out = self.respond(tx, make_response(request, 408, to_tag=tag), now)
+            return out + self.terminate(call, TerminationReason.TIMEOUT, now)
+        return self.respond(tx, make_response(request, 500, to_tag=tag), now)
 
     def transport_error(self, tx: Tx, now: float) -> list[Effect]:
         """Sending one of ``tx``'s messages failed (§17.1.4, §17.2.4)."""
@@ -639,15 +744,13 @@ class UaCore(Generic[C]):
             return []
 
     def _reply_stateless(
-        self, request: Request, status: int, dest: Address, why: str
+        self, request: Request, status: int, dest: Address, why: str, *, retry_after: bool = False
     ) -> list[Effect]:
+        headers = [("Warning", f'399 - "{why[:60]}"')]
+        if retry_after:  # §21.5.4: when to try again
+            headers.append(("Retry-After", str(max(1, math.ceil(64 * self.timers.t1 / 8)))))
         try:
-            response = make_response(
-                request,
-                status,
-                to_tag=new_tag(self.rng),
-                headers=(("Warning", f'399 - "{why[:60]}"'),),
-            )
+            response = make_response(request, status, to_tag=new_tag(self.rng), headers=headers)
             return [Send(response.encode(), dest, best_effort=True)]
         except SipError:
             return []
@@ -692,28 +795,116 @@ class UaCore(Generic[C]):
         if request.method == "ACK":
             return self._ack_received(request)
         if request.method == "CANCEL":
-            return self._guarded(lambda: self._cancel_received(request, source, now))
+            return self._cancel_received(request, source, now)
         if request.method == "INVITE" and self._late_invite_retransmission(request):
             call = self.calls[request.call_id]
             rt = call.retransmitter
             return [] if rt is None else [Send(rt.data, rt.dest, best_effort=True)]
         server = ServerTransaction(request, reliable=self.reliable, timers=self.timers)
-        try:
-            self.transactions.add(server)
-        except SipError:
-            return self._reply_stateless(request, 503, source, "overloaded")
-        self._dest[server] = source
+        refusal = self._admit(server, source, now)
+        if refusal is not None:
+            return self._reply_stateless(request, 503, source, refusal, retry_after=True)
         out = self._process(server, server.start(now), now)
-        return out + self._guarded(lambda: self._dispatch_request(server, request, source, now))
+        return out + self._guarded(
+            server, source, now, lambda: self._dispatch_request(server, request, source, now)
+        )
 
-    @staticmethod
-    def _guarded(step: Callable[[], list[Effect]]) -> list[Effect]:
-        """A TU step after the request was accepted: its errors are logged, never a 400."""
+    # -- limits -----------------------------------------------------------------------------
+
+    def _bite(self, limit: str, line: str, *args: object) -> None:
+        """Count ``limit``; log ``line`` once per episode (until the limit lets one through)."""
+        self.counters[limit] += 1
+        if limit not in self._biting:
+            self._biting.add(limit)
+            log.warning(line, *args)
+
+    def _admit(self, tx: ServerTransaction, source: Address, now: float) -> str | None:
+        """Put a new server transaction in the table, or say why not (the 503's warning).
+
+        The per-source budget comes first; a full table evicts its oldest completed server
+        transaction (it only absorbs retransmissions, §17.2.1/§17.2.2) before refusing.
+        """
+        granted, first = self.source_budget.take(source[0], now)
+        if not granted:
+            self.counters["source_limited"] += 1
+            if first:
+                log.warning("sipglue: source %s over its transaction budget", _excerpt(source[0]))
+            return "over budget"
+        table = self.transactions
+        if len(table) >= table.max_transactions:
+            victim = table.oldest_completed_server()
+            if victim is None:
+                self._bite("transactions_full", "sipglue: transaction table full (%d)", len(table))
+                return "overloaded"
+            self._bite("completed_evicted", "sipglue: table full, evicting completed transactions")
+            victim.abandon()
+            self._drop(victim)
+        else:
+            self._biting.discard("completed_evicted")
+            self._biting.discard("transactions_full")
+        table.add(tx)
+        self._dest[tx] = source
+        return None
+
+    # -- handler failures -------------------------------------------------------------------
+
+    def _guarded(
+        self, tx: ServerTransaction, source: Address, now: float, step: Callable[[], list[Effect]]
+    ) -> list[Effect]:
+        """Run a TU step for ``tx``'s request: any exception ends the transaction with 500.
+
+        The call the request belongs to ends too (SETUP_FAILED; its keys are torn down by the
+        shell's ``on_terminated``), so no transaction stays in Proceeding (§17.2.1) and no call
+        slot is left behind. One log line: the method, the exception's type, no peer text.
+        """
         try:
             return step()
-        except SipError as exc:
-            log.warning("sipglue request handling failed: %r", exc)
-            return []
+        except Exception as exc:
+            return self._handler_failed(tx, source, now, exc)
+
+    def _handler_failed(
+        self, tx: ServerTransaction, source: Address, now: float, exc: Exception
+    ) -> list[Effect]:
+        request = tx.request
+        self.counters["handler_failed"] += 1
+        log.warning(
+            "sipglue: %s handling failed (%s); answered 500",
+            _excerpt(request.method),
+            type(exc).__name__,
+        )
+        out: list[Effect] = []
+        call = self._call_of(request, source)
+        try:
+            if tx.state in (State.PROCEEDING, State.TRYING):
+                tag = call.dialog.local_tag if call is not None and call.dialog else None
+                out += self.respond(
+                    tx, make_response(request, 500, to_tag=tag or new_tag(self.rng)), now
+                )
+            if call is not None:
+                out += self.terminate(call, TerminationReason.SETUP_FAILED, now)
+        except Exception as again:  # the 500 itself failed: the transaction goes silently
+            log.warning("sipglue: the 500 failed too (%s)", type(again).__name__)
+        if tx.state in (State.PROCEEDING, State.TRYING):
+            tx.abandon()
+            self._drop(tx)
+        return out
+
+    def _call_of(self, request: Request, source: Address) -> C | None:
+        """The call a failed request belongs to: the one it created, or its dialog's (from the
+        dialog's peer only, so a forged request cannot end someone's call)."""
+        call = self.calls.get(request.call_id)
+        if call is None or call.ended:
+            return None
+        if call.invite is request:
+            return call
+        with contextlib.suppress(Exception):
+            if (
+                call.dialog is not None
+                and call.dialog.matches(request)
+                and self._from_dialog_peer(call, source)
+            ):
+                return call
+        return None
 
     def _late_invite_retransmission(self, request: Request) -> bool:
         """An INVITE retransmitted after its server transaction ended on our 2xx (§13.3.1.4).
@@ -784,6 +975,8 @@ class UaCore(Generic[C]):
         tag = new_tag(self.rng)
         if len(self.calls) >= self.max_calls or request.call_id in self.calls:
             status = 486 if request.call_id not in self.calls else 482  # §8.2.2.2 loop
+            if status == 486:
+                self._bite("calls_full", "sipglue: call table full (%d)", len(self.calls))
             return self.respond(tx, make_response(request, status, to_tag=tag), now)
         call = self.call_factory(False, source, request)
         try:
@@ -799,6 +992,13 @@ class UaCore(Generic[C]):
         self, call: CallRecord, tx: ServerTransaction, status: int, now: float
     ) -> list[Effect]:
         """The incoming-call hook's status: 2xx goes on to the offer, anything else refuses."""
+        return self._guarded(
+            tx, call.peer, now, lambda: self._incoming_decided(call, tx, status, now)
+        )
+
+    def _incoming_decided(
+        self, call: CallRecord, tx: ServerTransaction, status: int, now: float
+    ) -> list[Effect]:
         assert call.dialog is not None
         request, tag = call.invite, call.dialog.local_tag
         if not 200 <= status < 300:
@@ -841,6 +1041,13 @@ class UaCore(Generic[C]):
         self, event: OfferReceived, answer: SessionDescription, now: float
     ) -> list[Effect]:
         """The binder's answer: 200 with it, then retransmit until ACK (§13.3.1.4)."""
+        return self._guarded(
+            event.tx, event.source, now, lambda: self._offer_answered(event, answer, now)
+        )
+
+    def _offer_answered(
+        self, event: OfferReceived, answer: SessionDescription, now: float
+    ) -> list[Effect]:
         call, tx, request = event.call, event.tx, event.request
         assert call.dialog is not None
         tag = call.dialog.local_tag
@@ -877,6 +1084,21 @@ class UaCore(Generic[C]):
         now: float,
     ) -> list[Effect]:
         """The binder refused the offer (488/606, RFC 4567 §3.1): send it, end a new call."""
+        return self._guarded(
+            event.tx,
+            event.source,
+            now,
+            lambda: self._offer_rejected(event, status, warning, body, now),
+        )
+
+    def _offer_rejected(
+        self,
+        event: OfferReceived,
+        status: int,
+        warning: str | None,
+        body: bytes | None,
+        now: float,
+    ) -> list[Effect]:
         assert event.call.dialog is not None
         extra: list[tuple[str, str]] = []
         if warning:
@@ -896,10 +1118,14 @@ class UaCore(Generic[C]):
 
     def offer_failed(self, event: OfferReceived, now: float) -> list[Effect]:
         """The binder raised something else: 500, and a new call ends."""
-        assert event.call.dialog is not None
-        tag = event.call.dialog.local_tag
-        out = self.respond(event.tx, make_response(event.request, 500, to_tag=tag), now)
-        return out + self._refused(event.call, event.initial, now)
+
+        def fail() -> list[Effect]:
+            assert event.call.dialog is not None
+            tag = event.call.dialog.local_tag
+            out = self.respond(event.tx, make_response(event.request, 500, to_tag=tag), now)
+            return out + self._refused(event.call, event.initial, now)
+
+        return self._guarded(event.tx, event.source, now, fail)
 
     def _abandon(
         self, tx: ServerTransaction, request: Request, tag: str, now: float
@@ -924,13 +1150,13 @@ class UaCore(Generic[C]):
         return [AckReceived(call)]
 
     def _cancel_received(self, cancel: Request, source: Address, now: float) -> list[Effect]:
-        target = self.transactions.servers.get(cancel_target_key(cancel))
         tx = ServerTransaction(cancel, reliable=self.reliable, timers=self.timers)
-        try:
-            self.transactions.add(tx)
-        except SipError:
+        if self._admit(tx, source, now) is not None:
             return []
-        self._dest[tx] = source
+        return self._guarded(tx, source, now, lambda: self._cancel(tx, cancel, now))
+
+    def _cancel(self, tx: ServerTransaction, cancel: Request, now: float) -> list[Effect]:
+        target = self.transactions.servers.get(cancel_target_key(cancel))
         if target is None or target.state != State.PROCEEDING:  # §9.2: nothing to cancel
             return self.respond(tx, make_response(cancel, 481, to_tag=new_tag(self.rng)), now)
         call = self.calls.get(cancel.call_id)
@@ -947,6 +1173,9 @@ class UaCore(Generic[C]):
         """End a call once; it stays in ``calls`` 32*T1 (UDP) to absorb retransmissions."""
         if call.state == CallState.TERMINATED:
             return []
+        # A UAS call that never sent its 2xx has no dialog the peer knows of: its server
+        # transaction alone absorbs retransmissions (§17.2.1), so it gives its slot back now.
+        unanswered = not call.is_uac and call.state != CallState.CONFIRMED
         call.step(CallInput.TERMINATE)
         call.reason = reason
         if call.dialog is not None:
@@ -955,7 +1184,11 @@ class UaCore(Generic[C]):
             call.retransmitter.stop()
             call.retransmitter = None
         if self.calls.get(call.call_id) is call:
-            # keep the call reachable briefly so retransmitted 2xx get re-ACKed / BYEs answered
-            forget = _Forget(call, now + (0 if self.reliable else 32 * self.timers.t1))
-            self._watch(forget)
+            if unanswered:
+                del self.calls[call.call_id]
+            else:
+                # keep the call reachable briefly so retransmitted 2xx get re-ACKed / BYEs
+                # answered
+                forget = _Forget(call, now + (0 if self.reliable else 32 * self.timers.t1))
+                self._watch(forget)
         return [CallTerminated(call, reason)]

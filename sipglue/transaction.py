@@ -58,6 +58,15 @@ class TimerConfig:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+    #: the longest an INVITE server transaction waits in Proceeding for the TU's final
+    #: response (``None``: 64*T1); §17.2.1 has no such timer, so without it a TU that never
+    #: answers would hold the transaction for ever
+    proceeding: float | None = None
+
+    @property
+    def proceeding_limit(self) -> float:
+        """The Proceeding bound in seconds (``proceeding``, else 64*T1)."""
+        return 64 * self.t1 if self.proceeding is None else self.proceeding
 
 
 class Kind(enum.IntEnum):
@@ -96,6 +105,7 @@ class Input(enum.IntEnum):
     TIMER_I = 18
     TIMER_J = 19
     TRANSPORT_ERROR = 20
+    TIMER_PROCEEDING = 21  # ours: the TU gave no final response in time (INVITE server)
 
 
 # -- outputs ------------------------------------------------------------------------------------
@@ -266,6 +276,10 @@ class _Transaction:
         self.state = State.TERMINATED
         self._deadlines.clear()
 
+    def abandon(self) -> None:
+        """End the transaction at once, silently (its owner evicts or gives up on it)."""
+        self._terminate()
+
     def _transport_failed(self, now: float, m: Request | Response | None) -> list[Event]:
         self._terminate()
         return [TransportFailed()]
@@ -382,9 +396,16 @@ class ServerTransaction(_Transaction):
         self.key = server_key(request)
 
     def start(self, now: float, *, trying: bool = True) -> list[Event]:
-        """For INVITE, send 100 Trying at once (§17.2.1) unless ``trying`` is False."""
-        if self.kind == Kind.INVITE_SERVER and trying:
-            return self.send_response(make_response(self.request, 100), now)
+        """For INVITE, send 100 Trying at once (§17.2.1) unless ``trying`` is False.
+
+        An INVITE server transaction also arms its Proceeding bound
+        (:attr:`TimerConfig.proceeding_limit`): when it fires, the transaction reports
+        ``TransactionTimedOut("proceeding")`` and the TU must send a final response.
+        """
+        if self.kind == Kind.INVITE_SERVER:
+            self._arm(Input.TIMER_PROCEEDING, now, self.timers.proceeding_limit)
+            if trying:
+                return self.send_response(make_response(self.request, 100), now)
         return []
 
     def receive_request(self, request: Request, now: float) -> list[Event]:
@@ -417,6 +438,7 @@ class ServerTransaction(_Transaction):
 
     def _invite_error(self, now: float, m: Request | Response | None) -> list[Event]:
         out = self._send(now, m)
+        self._deadlines.pop(Input.TIMER_PROCEEDING, None)
         if not self.reliable:
             self._arm(Input.TIMER_G, now, self.timers.t1)
         self._arm(Input.TIMER_H, now, 64 * self.timers.t1)  # §17.2.1
@@ -439,6 +461,9 @@ class ServerTransaction(_Transaction):
     def _timeout_h(self, now: float, m: Request | Response | None) -> list[Event]:
         self._terminate()
         return [TransactionTimedOut("H")]
+
+    def _proceeding_expired(self, now: float, m: Request | Response | None) -> list[Event]:
+        return [TransactionTimedOut("proceeding")]
 
 
 _B = _Transaction
@@ -490,6 +515,7 @@ _INVITE_SERVER: dict[tuple[State, Input], _Row] = {
     (State.PROCEEDING, Input.TU_2XX): (State.TERMINATED, _S._send_terminate),
     (State.PROCEEDING, Input.TU_FINAL_ERROR): (State.COMPLETED, _S._invite_error),
     (State.PROCEEDING, Input.TRANSPORT_ERROR): (State.TERMINATED, _B._transport_failed),
+    (State.PROCEEDING, Input.TIMER_PROCEEDING): (None, _S._proceeding_expired),
     (State.COMPLETED, Input.RECV_REQUEST): (None, _S._resend_last),
     (State.COMPLETED, Input.TIMER_G): (None, _S._retransmit_g),
     (State.COMPLETED, Input.RECV_ACK): (State.CONFIRMED, _S._confirmed),
@@ -547,6 +573,14 @@ class TransactionTable:
         table = self.clients if isinstance(transaction, ClientTransaction) else self.servers
         if table.get(transaction.key) is transaction:
             del table[transaction.key]
+
+    def oldest_completed_server(self) -> ServerTransaction | None:
+        """The oldest server transaction that only absorbs retransmissions (it sent its final
+        response: COMPLETED or CONFIRMED), the first to evict when the table is full."""
+        for tx in self.servers.values():
+            if tx.state in (State.COMPLETED, State.CONFIRMED):
+                return tx
+        return None
 
     def match_response(self, response: Response) -> ClientTransaction | None:
         return self.clients.get(client_key(response))

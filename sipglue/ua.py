@@ -168,6 +168,8 @@ class UserAgent:
         max_calls: int = 256,
         transport_factory: Callable[[UdpTransport], Transport] | None = None,
         check_dialog_source: bool = True,
+        source_burst: int | None = None,
+        source_rate: float | None = None,
     ) -> None:
         if transport.lower() not in ("udp", "tcp"):
             raise SipError("transport must be 'udp' or 'tcp'")
@@ -195,6 +197,8 @@ class UserAgent:
             max_transactions=max_transactions,
             max_calls=max_calls,
             check_dialog_source=check_dialog_source,
+            source_burst=source_burst,
+            source_rate=source_rate,
         )
         self.transport: Transport | None = None
         self._transport_factory = transport_factory
@@ -215,6 +219,12 @@ class UserAgent:
     def calls(self) -> dict[str, Call]:
         """The live calls (and, briefly, the ended ones), by Call-ID."""
         return self.core.calls
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """How often each limit bit (per-source budget, full tables, evictions, failed
+        handlers, INVITEs without a final response in time); see ``UaCore.counters``."""
+        return dict(self.core.counters)
 
     @property
     def check_dialog_source(self) -> bool:

@@ -239,7 +239,7 @@ def test_every_state_input_pair(setup: tuple[str, str, State], inp: Input) -> No
         }
         valid |= {Input.TIMER_G, Input.TIMER_H, Input.TIMER_I, Input.TIMER_J}
         if method == "INVITE":
-            valid.add(Input.RECV_ACK)
+            valid |= {Input.RECV_ACK, Input.TIMER_PROCEEDING}
     for step in SETUPS[setup]:
         _drive(tx, step)
     assert tx.state == state
