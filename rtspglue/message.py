@@ -35,7 +35,11 @@ __all__ = [
     "TransportSpec",
     "encode_interleaved",
     "format_transports",
+    "parse_npt_range",
+    "parse_retry_after",
+    "parse_rtp_info",
     "parse_transports",
+    "parse_uint",
 ]
 
 RTSP_VERSION = "RTSP/1.0"
@@ -141,9 +145,40 @@ STATUS_REASONS: dict[int, str] = {
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VERSION = re.compile(r"^RTSP/[0-9]\.[0-9]$")
-_DIGITS = re.compile(r"^[0-9]{1,10}$")
 _INTERLEAVED_HEADER = struct.Struct("!cBH")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every C0 control but HT, and DEL. CR and LF are in it: lines are split at LF and one trailing
+# CR is removed before the test, so any CR or LF left is inside a value (RFC 2326 §15: a header
+# value is TEXT, which has no CTL), and a reply echoing it could carry a header of the peer's.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+# RFC 2326 §15.1: DIGIT is ASCII 0-9 ("1*DIGIT"); str.isdigit() and int() read other scripts'
+# digits ('٣' as 3) and choke on superscripts ('²' raises ValueError), so neither is used.
+MAX_UINT_DIGITS = 20
+_UINT_RE = re.compile(rf"[0-9]{{1,{MAX_UINT_DIGITS}}}")
+_HEX_RE = re.compile(r"[0-9A-Fa-f]{1,8}")
+_LWS = " \t"  # RFC 2326 §15.1 LWS: SP and HT only (str.strip() would take U+2003 and others)
+
+
+def parse_uint(text: str, what: str, max_value: int, *, min_value: int = 0) -> int:
+    """``text`` as 1 to :data:`MAX_UINT_DIGITS` ASCII digits within ``[min_value, max_value]``.
+
+    The one number grammar of the RTSP codec (RFC 2326 §15.1 ``1*DIGIT``): no sign, space,
+    underscore or non-ASCII digit. Raises :class:`RtspParseError` naming ``what`` otherwise.
+    """
+    if not _UINT_RE.fullmatch(text):
+        raise RtspParseError(f"malformed {what} (RFC 2326 §15.1: 1*DIGIT)")
+    value = int(text)
+    if not min_value <= value <= max_value:
+        raise RtspParseError(f"{what} out of range")
+    return value
+
+
+def _parse_hex32(text: str, what: str) -> int:
+    """1 to 8 ASCII hex digits (RFC 2326 §12.39 ``ssrc = 8*8(HEX)``, shorter ones tolerated)."""
+    if not _HEX_RE.fullmatch(text):
+        raise RtspParseError(f"invalid {what}")
+    return int(text, 16)
+
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -273,8 +308,10 @@ def encode_interleaved(channel: int, data: bytes) -> bytes:
 def _parse_cseq(value: str | None) -> int | None:
     if value is None:
         return None
-    value = value.strip()
-    return int(value) if _DIGITS.match(value) else None
+    try:
+        return parse_uint(value.strip(_LWS), "CSeq", 2**32 - 1)
+    except RtspParseError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,13 +405,14 @@ class RtspParser:
         block = bytes(buf[:end])
         del buf[: end + sep]
         pending = self._parse_head(block)
-        length_text = _get(pending.headers, "Content-Length")
+        lengths = _get_all(pending.headers, "Content-Length")
+        if len(lengths) > 1:
+            # one reading of the framing (RFC 7230 §3.3.3 item 4): a second Content-Length is
+            # refused, conflicting or identical, so no two parsers can split the stream apart
+            raise RtspParseError("more than one Content-Length header")
         length = 0
-        if length_text is not None:
-            length_text = length_text.strip()
-            if not _DIGITS.match(length_text):
-                raise RtspParseError("invalid Content-Length")
-            length = int(length_text)
+        if lengths:
+            length = parse_uint(lengths[0], "Content-Length", 999_999_999)
             if length > self.limits.max_body_bytes:
                 raise RtspLimitError("body too long")
         self._pending = pending
@@ -391,7 +429,7 @@ class RtspParser:
         if len(lines) > self.limits.max_header_lines + 1:
             raise RtspLimitError("too many header lines")
         start = lines[0]
-        if _CONTROL.search(text):
+        if any(_CONTROL.search(line) for line in lines):  # CR, LF or NUL inside a line too
             raise RtspParseError("control character in header block")
         headers: list[tuple[str, str]] = []
         for line in lines[1:]:
@@ -399,19 +437,20 @@ class RtspParser:
                 if not headers:
                     raise RtspParseError("continuation line before first header")
                 name, value = headers[-1]
-                headers[-1] = (name, f"{value} {line.strip()}".strip())
+                headers[-1] = (name, f"{value} {line.strip(_LWS)}".strip(_LWS))
                 continue
             name, colon, value = line.partition(":")
             name = name.strip()
             if not colon or not _TOKEN.match(name):
                 raise RtspParseError("malformed header line")
-            headers.append((name, value.strip()))
+            headers.append((name, value.strip(_LWS)))
         parts = start.split(" ")
         if parts[0].startswith("RTSP/") and len(parts) >= 2:
             version, code, reason = parts[0], parts[1], " ".join(parts[2:])
-            if not _VERSION.match(version) or not re.fullmatch(r"[0-9]{3}", code):
+            if not _VERSION.match(version) or len(code) != 3:
                 raise RtspParseError("malformed status line")
-            return _Head(None, "", version, int(code), reason, tuple(headers))
+            status = parse_uint(code, "status code", 999, min_value=100)  # RFC 2326 §7.1.1
+            return _Head(None, "", version, status, reason, tuple(headers))
         if len(parts) != 3:
             raise RtspParseError("malformed request line")
         method, uri, version = parts
@@ -451,22 +490,18 @@ def _build(head: _Head, body: bytes) -> RtspMessage:
 
 def _port_range(value: str, name: str) -> tuple[int, int]:
     first, dash, second = value.partition("-")
-    if not _DIGITS.match(first) or (dash and not _DIGITS.match(second)):
-        raise RtspParseError(f"invalid {name}")
-    low = int(first)
-    high = int(second) if dash else low + 1
-    if not 0 < low <= 65535 or not 0 < high <= 65535:
+    low = parse_uint(first, name, 65535, min_value=1)
+    high = parse_uint(second, name, 65535, min_value=1) if dash else low + 1
+    if high > 65535:
         raise RtspParseError(f"{name} out of range")
     return low, high
 
 
 def _channel_range(value: str) -> tuple[int, int]:
     first, dash, second = value.partition("-")
-    if not _DIGITS.match(first) or (dash and not _DIGITS.match(second)):
-        raise RtspParseError("invalid interleaved channels")
-    low = int(first)
-    high = int(second) if dash else low + 1
-    if not 0 <= low <= 255 or not 0 <= high <= 255:
+    low = parse_uint(first, "interleaved channel", 255)
+    high = parse_uint(second, "interleaved channel", 255) if dash else low + 1
+    if high > 255:
         raise RtspParseError("interleaved channel out of range")
     return low, high
 
@@ -499,7 +534,7 @@ class TransportSpec:
     @classmethod
     def parse(cls, value: str) -> TransportSpec:
         """Parse one transport-spec, e.g. ``RTP/SAVP/TCP;unicast;interleaved=0-1``."""
-        params = [p.strip() for p in value.strip().split(";")]
+        params = [p.strip(_LWS) for p in value.strip(_LWS).split(";")]
         proto = params[0].upper().split("/")
         if len(proto) not in (2, 3) or proto[0] != "RTP" or proto[1] not in ("AVP", "SAVP"):
             raise RtspParseError("unsupported transport protocol")
@@ -512,8 +547,8 @@ class TransportSpec:
             if not param:
                 continue
             key, eq, val = param.partition("=")
-            key = key.strip().lower()
-            val = val.strip().strip('"')
+            key = key.strip(_LWS).lower()
+            val = val.strip(_LWS).strip('"')
             if key == "unicast" and not eq:
                 fields["unicast"] = True
             elif key == "multicast" and not eq:
@@ -525,9 +560,10 @@ class TransportSpec:
             elif key == "interleaved" and eq:
                 fields["interleaved"] = _channel_range(val)
             elif key == "ssrc" and eq:
-                if not re.fullmatch(r"[0-9A-Fa-f]{1,8}", val):
-                    raise RtspParseError("invalid ssrc")
-                fields["ssrc"] = int(val, 16)
+                fields["ssrc"] = _parse_hex32(val, "ssrc")
+            elif key == "ttl" and eq:
+                parse_uint(val, "ttl", 255)  # RFC 2326 §12.39: multicast TTL; kept in extra
+                extra.append(param)
             elif key == "mode" and eq:
                 if not val or not all(_TOKEN.match(m.strip()) for m in val.split(",")):
                     raise RtspParseError("invalid mode")
@@ -614,17 +650,14 @@ class SessionHeader:
     @classmethod
     def parse(cls, value: str) -> SessionHeader:
         """Parse a Session header value; unknown parameters are ignored."""
-        parts = [p.strip() for p in value.split(";")]
+        parts = [p.strip(_LWS) for p in value.split(";")]
         if not _SESSION_ID.match(parts[0]):
             raise RtspParseError("invalid session id")
         timeout: int | None = None
         for param in parts[1:]:
             key, _, val = param.partition("=")
             if key.strip().lower() == "timeout":
-                val = val.strip()
-                if not _DIGITS.match(val):
-                    raise RtspParseError("invalid session timeout")
-                timeout = int(val)
+                timeout = parse_uint(val.strip(_LWS), "Session timeout", 2**32 - 1)
         return cls(parts[0], timeout)
 
     def encode(self) -> str:
@@ -634,3 +667,66 @@ class SessionHeader:
         if self.timeout is None:
             return self.session_id
         return f"{self.session_id};timeout={self.timeout}"
+
+
+# --- Range, RTP-Info, Retry-After (RFC 2326 §3.6, §12.29, §12.33, §12.31) -------------------
+
+_NPT_TIME = re.compile(r"([0-9]{1,20})(?:\.([0-9]{0,9}))?")
+
+
+def _npt_time(text: str) -> float:
+    """npt-sec ``1*DIGIT [ "." *DIGIT ]`` (RFC 2326 §3.6); "now" and npt-hhmmss are not taken."""
+    match = _NPT_TIME.fullmatch(text)
+    if match is None:
+        raise RtspParseError("malformed npt time (RFC 2326 §3.6)")
+    whole = parse_uint(match.group(1), "npt seconds", 2**32 - 1)
+    fraction = match.group(2) or ""
+    return whole + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
+
+
+def parse_npt_range(value: str) -> tuple[float, float | None]:
+    """``npt=<start>-[<end>]`` of a Range header as seconds (RFC 2326 §3.6, §12.29).
+
+    Parameters after ``;`` (``time=``) are dropped. Raises :class:`RtspParseError` for another
+    unit or any number outside the ASCII grammar.
+    """
+    spec = value.partition(";")[0].strip(_LWS)
+    unit, eq, times = spec.partition("=")
+    if not eq or unit.strip().lower() != "npt":
+        raise RtspParseError("Range is not an npt range")
+    first, dash, second = times.strip(_LWS).partition("-")
+    if not dash:
+        raise RtspParseError("malformed npt range (RFC 2326 §3.6)")
+    start = _npt_time(first)
+    end = _npt_time(second) if second else None
+    return start, end
+
+
+def parse_rtp_info(value: str) -> list[tuple[str, int | None, int | None]]:
+    """``(url, seq, rtptime)`` of each stream of an RTP-Info header (RFC 2326 §12.33).
+
+    ``seq`` is 16 bits and ``rtptime`` 32 bits, both ASCII decimal; a missing one is None.
+    """
+    out: list[tuple[str, int | None, int | None]] = []
+    for stream in split_outside_quotes(value, ","):
+        url: str | None = None
+        seq: int | None = None
+        rtptime: int | None = None
+        for param in stream.split(";"):
+            key, eq, val = param.strip().partition("=")
+            key = key.strip().lower()
+            if key == "url" and eq:
+                url = val.strip()
+            elif key == "seq" and eq:
+                seq = parse_uint(val.strip(_LWS), "RTP-Info seq", 0xFFFF)
+            elif key == "rtptime" and eq:
+                rtptime = parse_uint(val.strip(_LWS), "RTP-Info rtptime", 0xFFFFFFFF)
+        if not url:
+            raise RtspParseError("RTP-Info stream without url (RFC 2326 §12.33)")
+        out.append((url, seq, rtptime))
+    return out
+
+
+def parse_retry_after(value: str) -> int:
+    """Retry-After as delta-seconds (RFC 2326 §12.31; the HTTP-date form is refused)."""
+    return parse_uint(value.strip(_LWS), "Retry-After", 2**32 - 1)
