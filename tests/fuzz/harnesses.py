@@ -15,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
+import re
+import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +104,112 @@ def _chunks(data: bytes) -> list[bytes]:
         out.append(data[pos : pos + n])
         pos += n
     return out or [b""]
+
+
+# -- hostile peers: a dictionary and a mutator for the SIP, SDP and RTSP text -----------------
+
+#: every Unicode decimal digit outside '0'-'9' (category Nd), UTF-8 encoded: str.isdigit() and
+#: int() take them, the number grammars (RFC 3261 §25.1, RFC 4566 §9, RFC 2326 §15.1) do not
+UNICODE_DIGITS: tuple[bytes, ...] = tuple(
+    chr(c).encode()
+    for c in range(sys.maxunicode + 1)
+    if unicodedata.category(chr(c)) == "Nd" and not 0x30 <= c <= 0x39
+)
+#: number oddities and in-value framing bytes a hostile peer tries
+HOSTILE_TOKENS: tuple[bytes, ...] = (
+    *(t.encode() for t in ("²", "¹", "³", "½", "٣", "\uff13", "\u0663\u0660", "\U0001d7d9")),
+    *(t.encode() for t in ("\u2003", "\u00a0", "\u2028", "\u0085", "\ufeff")),
+    b"+1",
+    b"-1",
+    b"1_0",
+    b" 1",
+    b"\t",
+    b"0x10",
+    b"1e3",
+    b"9" * 40,
+    b"\r",
+    b"\n",
+    b"\x00",
+    b"\r\n",
+    b"\r\nContent-Length: 0",
+    b"\r\nl: 1",
+    b"\r\nContent-Length: 99999",
+    b"\r\nCSeq: 1 OPTIONS",
+)
+#: header names whose duplicates or values change framing or numbers
+HOSTILE_HEADERS: tuple[bytes, ...] = (
+    b"Content-Length",
+    b"content-length",
+    b"l",
+    b"CSeq",
+    b"Via",
+    b"Max-Forwards",
+    b"Expires",
+    b"Retry-After",
+    b"Contact",
+    b"Transport",
+    b"Session",
+    b"Range",
+    b"RTP-Info",
+)
+_DIGIT_RE = re.compile(rb"[0-9]")
+_LINE_RE = re.compile(rb"[^\r\n]*\r?\n")
+
+
+def hostile_mutate(data: bytes, rng: random.Random) -> bytes:
+    """One to three edits of a hostile peer: an ASCII digit swapped for a Unicode digit (or an
+    oddity such as ``+1``), a header line duplicated (same or other value), a CR, LF or NUL put
+    inside a line, a Unicode space beside a number, or a header of :data:`HOSTILE_HEADERS` added.
+    """
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 3)):
+        op = rng.randrange(6)
+        digits = [m.start() for m in _DIGIT_RE.finditer(buf)]
+        lines = [(m.start(), m.end()) for m in _LINE_RE.finditer(buf)][1:]  # not the start line
+        if op == 0 and digits:  # a Unicode digit for an ASCII one
+            i = rng.choice(digits)
+            buf[i : i + 1] = rng.choice(UNICODE_DIGITS)
+        elif op == 1 and digits:  # an oddity beside or instead of a digit
+            i = rng.choice(digits)
+            buf[i : i + rng.randint(0, 1)] = rng.choice(HOSTILE_TOKENS)
+        elif op == 2 and lines:  # a duplicated header line, maybe with its digits changed
+            start, end = rng.choice(lines)
+            line = bytes(buf[start:end])
+            if rng.random() < 0.5:
+                line = _DIGIT_RE.sub(lambda m: str(rng.randrange(10)).encode(), line)
+            buf[end:end] = line
+        elif op == 3 and lines:  # CR, LF or NUL inside a header value
+            start, end = rng.choice(lines)
+            i = rng.randrange(start, max(start + 1, end - 2))
+            buf[i:i] = rng.choice((b"\r", b"\n", b"\x00", b"\r\n", b"\r "))
+        elif op == 4 and lines:  # a second copy of a framing or numeric header
+            start, _ = rng.choice(lines)
+            name = rng.choice(HOSTILE_HEADERS)
+            value = rng.choice((b"0", b"3", rng.choice(UNICODE_DIGITS), rng.choice(HOSTILE_TOKENS)))
+            buf[start:start] = name + b": " + value + b"\r\n"
+        else:  # a token anywhere
+            i = rng.randrange(len(buf) + 1)
+            buf[i:i] = rng.choice(HOSTILE_TOKENS)
+    return bytes(buf)
+
+
+def _hostile(
+    fn: Callable[[bytes], None], allowed: tuple[type[BaseException], ...], keep: int = 0
+) -> Callable[[bytes], None]:
+    """``fn`` on the input, then on a :func:`hostile_mutate` of it seeded by the input itself
+    (so a saved reproducer replays). ``keep`` leading bytes (a chunking seed) are not mutated."""
+
+    def run(data: bytes) -> None:
+        with contextlib.suppress(*allowed):
+            fn(data)
+        fn(data[:keep] + hostile_mutate(data[keep:], random.Random(data)))
+
+    return run
+
+
+def hostile_variants(seed: bytes, keep: int = 0, count: int = 6) -> list[bytes]:
+    """``count`` hostile edits of a seed (for the corpus), each seeded by its index."""
+    return [seed[:keep] + hostile_mutate(seed[keep:], random.Random(i)) for i in range(count)]
 
 
 # -- MIKEY codec -------------------------------------------------------------------------------
@@ -352,10 +461,10 @@ HARNESSES: dict[str, Harness] = {
     for h in (
         Harness("mikey_strict", mikey_strict, MIKEY_ERRORS),
         Harness("mikey_lenient", mikey_lenient, MIKEY_ERRORS),
-        Harness("sdp", sdp, SIP_ERRORS),
-        Harness("sip_message", sip_message, SIP_ERRORS),
-        Harness("sip_stream", sip_stream, SIP_ERRORS),
-        Harness("rtsp_messages", rtsp_messages, RTSP_ERRORS),
+        Harness("sdp", _hostile(sdp, SIP_ERRORS), SIP_ERRORS),
+        Harness("sip_message", _hostile(sip_message, SIP_ERRORS), SIP_ERRORS),
+        Harness("sip_stream", _hostile(sip_stream, SIP_ERRORS, keep=1), SIP_ERRORS),
+        Harness("rtsp_messages", _hostile(rtsp_messages, RTSP_ERRORS, keep=1), RTSP_ERRORS),
         Harness("keymgmt", keymgmt, RTSP_ERRORS),
         Harness("pcap_reader", pcap_reader, (PcapError,)),
         *(

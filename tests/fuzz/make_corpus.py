@@ -40,6 +40,7 @@ from .harnesses import (
     NOW,
     RESPONDER_MODES,
     exchange_configs,
+    hostile_variants,
     identities,
 )
 
@@ -223,6 +224,9 @@ def build() -> dict[str, list[bytes]]:
         ).encode()
         for at_media in (False, True)
     ]
+    # hostile peers: Unicode digits, duplicated headers, CR/LF/NUL in values (harnesses.py)
+    for name, keep in (("sip_message", 0), ("sip_stream", 1), ("rtsp_messages", 1), ("sdp", 0)):
+        corpus[name] += [v for seed in corpus[name] for v in hostile_variants(seed, keep)]
     for name, mode in RESPONDER_MODES.items():
         corpus[name] = [i_msg for i_msg, _ in ex[mode]]
     corpus[GSTREAMER_RESPONDER] = gstreamer_offers()
