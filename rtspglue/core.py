@@ -25,10 +25,15 @@ Requests on one connection are answered in order: while a UDP SETUP waits for it
 Timers: a session ends ``session_timeout`` after its last activity (RFC 2326 §12.37); a
 connection with a partial request is closed ``request_timeout`` after that request's first
 byte (slow-drip bound), one without sessions ``idle_timeout`` after its last input or its last
-session's end. Deadlines sit on one heap, pushed whenever an input may have moved one; an entry
+session's end; a UDP SETUP whose ports do not come ``setup_timeout`` after it is answered 500.
+Deadlines sit on one heap, pushed whenever an input may have moved one; an entry
 whose deadline is no longer its object's current one is stale and re-pushed or dropped.
 Invariants: ``next_deadline()`` is the earliest live deadline and ``handle_timer(now)`` fires
 every deadline ``<= now``.
+
+Hostile peers: any exception in a request's handling answers 500 and closes the session that
+request created or names on its own connection (SETUP_FAILED); new connections are bounded per
+source (a token bucket, and a cap on those held), each limit counted in ``counters``.
 
 Session binding (see :mod:`rtspglue.server`): keying requests on another connection than the
 session's answer 454, exactly as an unknown session does (RFC 2326 §12.37, §11.3.5).
@@ -78,6 +83,7 @@ from .message import (
     TransportSpec,
     parse_transports,
 )
+from .ratelimit import SourceRateLimiter, source_key
 
 __all__ = [
     "PUBLIC_METHODS",
@@ -102,6 +108,15 @@ CONTROL = "stream=0"
 #: random bytes in a session id (96 bits, sent as 24 hex digits; RFC 2326 §12.37 asks for >= 8)
 SESSION_ID_BYTES = 12
 _SESSION_ID_ATTEMPTS = 8
+#: how much of a peer-supplied method a log line carries
+_EXCERPT = 32
+
+
+def _excerpt(text: str) -> str:
+    """A bounded, printable excerpt of peer-supplied text for a log line."""
+    clean = "".join(c if c.isprintable() and c != "\\" else "?" for c in text[:_EXCERPT])
+    return clean + ("..." if len(text) > _EXCERPT else "")
+
 
 Rng = Callable[[int], bytes]
 
@@ -202,6 +217,15 @@ class CoreConfig:
     server_name: str = "rtspglue"
     request_timeout: float = 4.0
     idle_timeout: float = 30.0
+    #: new connections one source may open at once (``None``: half of ``max_connections``,
+    #: at least 16)
+    source_burst: int | None = None
+    #: ... refilled at this many per second (``None``: ``source_burst`` per second)
+    source_rate: float | None = None
+    #: connections one source may hold at once (``None``: half of ``max_connections``)
+    max_connections_per_source: int | None = None
+    #: a SETUP waiting for its UDP ports longer than this is answered 500 (RFC 2326 §7.1.1)
+    setup_timeout: float = 10.0
 
 
 class _Reply(Exception):
@@ -219,6 +243,7 @@ class _PendingSetup:
     offer: TransportSpec
     base: tuple[tuple[str, str], ...]
     extra: list[tuple[str, str]]
+    since: float = 0.0
 
 
 @dataclass(eq=False, slots=True)
@@ -266,6 +291,31 @@ class ServerCore:
         self.port = 0
         self.malformed = 0
         self.slow_closed = 0
+        half = max(1, config.max_connections // 2)
+        burst = config.source_burst if config.source_burst is not None else max(16, half)
+        rate = config.source_rate if config.source_rate is not None else float(burst)
+        #: the per-source budget for new connections (a token bucket per address or /64)
+        self.source_budget = SourceRateLimiter(rate, burst)
+        self.max_per_source = (
+            config.max_connections_per_source
+            if config.max_connections_per_source is not None
+            else half
+        )
+        self._per_source: dict[str, int] = {}
+        #: how often each limit bit, and failed handlers
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "source_limited",  # a new connection over its source's budget: 503, closed
+                "source_full",  # a source holds max_connections_per_source: 503, closed
+                "connections_full",  # max_connections reached: 503, closed
+                "handler_failed",  # a request's handling raised: 500
+                "setup_expired",  # a UDP SETUP's ports never came: 500
+            ),
+            0,
+        )
+        self._biting: set[str] = set()
+        #: the session the request being answered created (closed if its handler fails)
+        self._created: SessionContext | None = None
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -276,8 +326,10 @@ class ServerCore:
                 return None
             return session.last_activity + self.config.session_timeout  # RFC 2326 §12.37
         conn = self.connections.get(conn_id)
-        if conn is None or conn.waiting is not None:
+        if conn is None:
             return None
+        if conn.waiting is not None:
+            return conn.waiting.since + self.config.setup_timeout
         if conn.partial_since is not None:
             return conn.partial_since + self.config.request_timeout
         if not conn.sessions:
@@ -331,7 +383,10 @@ class ServerCore:
                     self._close_session(session, TeardownReason.TIMEOUT, now, out)
                 continue
             conn = self.connections.get(conn_id)
-            if conn is not None:
+            if conn is not None and conn.waiting is not None:
+                self._bite("setup_expired", "RTSP: a SETUP's UDP ports did not come in time")
+                out += self.udp_failed(conn.waiting.session, now)
+            elif conn is not None:
                 self.slow_closed += 1
                 self._drop_connection(conn, now, out)
                 out.append(CloseConnection(conn_id))
@@ -344,13 +399,45 @@ class ServerCore:
     ) -> tuple[ConnectionInfo, list[Effect]]:
         """A new TCP connection; over the limit or while closing it gets 503 and is closed."""
         info = ConnectionInfo(next(self._ids), peer)
-        if len(self.connections) >= self.config.max_connections or self.closing:
+        if self.closing or self._refuse(peer[0], now):
             busy = RtspResponse(503, headers=(("Connection", "close"),))
             return info, [SendResponse(info.conn_id, busy), CloseConnection(info.conn_id)]
         conn = _Conn(info, RtspParser(self.config.limits), now)
         self.connections[info.conn_id] = conn
+        key = source_key(peer[0])
+        self._per_source[key] = self._per_source.get(key, 0) + 1
         self._arm(info.conn_id)
         return info, []
+
+    def _bite(self, limit: str, line: str, *args: object) -> None:
+        """Count ``limit``; log ``line`` once per episode (until the limit lets one through)."""
+        self.counters[limit] += 1
+        if limit not in self._biting:
+            self._biting.add(limit)
+            log.warning(line, *args)
+
+    def _refuse(self, host: str, now: float) -> bool:
+        """Whether a new connection from ``host`` is over a limit (each counted, logged once)."""
+        if len(self.connections) >= self.config.max_connections:
+            self._bite(
+                "connections_full", "RTSP: connection table full (%d)", len(self.connections)
+            )
+            return True
+        self._biting.discard("connections_full")
+        key = source_key(host)
+        if self._per_source.get(key, 0) >= self.max_per_source:
+            self._bite(
+                "source_full", "RTSP: a source holds its %d connections", self.max_per_source
+            )
+            return True
+        self._biting.discard("source_full")
+        wait, first = self.source_budget.take(host, now)
+        if wait > 0.0:
+            self.counters["source_limited"] += 1
+            if first:
+                log.warning("RTSP: source %s over its connection budget", _excerpt(key))
+            return True
+        return False
 
     def connection_lost(self, conn_id: int, now: float) -> list[Effect]:
         """The connection is gone: its sessions end (CONNECTION_LOST), the hook is told."""
@@ -361,7 +448,13 @@ class ServerCore:
         return out
 
     def _drop_connection(self, conn: _Conn, now: float, out: list[Effect]) -> None:
-        self.connections.pop(conn.info.conn_id, None)
+        if self.connections.pop(conn.info.conn_id, None) is not None:
+            key = source_key(conn.info.peer[0])
+            left = self._per_source.get(key, 0) - 1
+            if left > 0:
+                self._per_source[key] = left
+            else:
+                self._per_source.pop(key, None)
         conn.backlog.clear()
         pending, conn.waiting = conn.waiting, None
         if pending is not None:
@@ -446,7 +539,7 @@ class ServerCore:
                 if session is not None:
                     self.touch(session, now)
                 continue
-            response = self._answer(conn, message, now, out)
+            response = self._answer_guarded(conn, message, now, out)
             if response is not None:
                 out.append(SendResponse(conn.info.conn_id, response))
 
@@ -504,6 +597,46 @@ class ServerCore:
 
     # -- request dispatch ---------------------------------------------------------------------
 
+    def _answer_guarded(
+        self, conn: _Conn, request: RtspRequest, now: float, out: list[Effect]
+    ) -> RtspResponse | None:
+        """Answer one request; any exception in its handling answers 500 (RFC 2326 §7.1.1).
+
+        The session the request created, or the one it names on its own connection, is closed
+        (SETUP_FAILED: its keys are torn down by ``on_teardown``); a session of another
+        connection is left alone, so a request cannot end someone else's session. One log line:
+        the method excerpt and the exception's type, no peer text, no key material.
+        """
+        self._created = None
+        try:
+            return self._answer(conn, request, now, out)
+        except Exception as exc:
+            self.counters["handler_failed"] += 1
+            log.warning(
+                "RTSP %s handler failed (%s); answered 500",
+                _excerpt(request.method),
+                type(exc).__name__,
+            )
+            victims = [self._created] if self._created is not None else []
+            try:
+                named = self.sessions.get(
+                    SessionHeader.parse(request.header("Session") or "").session_id
+                )
+            except Exception:
+                named = None
+            if named is not None and self._owns(conn, named):
+                victims.append(named)
+            for session in victims:
+                if conn.waiting is not None and conn.waiting.session is session:
+                    continue  # its SETUP is answered when the UDP ports come (or time out)
+                self._close_session(session, TeardownReason.SETUP_FAILED, now, out)
+            headers: tuple[tuple[str, str], ...] = (("Server", self.config.server_name),)
+            if request.cseq is not None:
+                headers = (("CSeq", str(request.cseq)), *headers)
+            return RtspResponse(500, headers=headers)
+        finally:
+            self._created = None
+
     def _answer(
         self, conn: _Conn, request: RtspRequest, now: float, out: list[Effect]
     ) -> RtspResponse | None:
@@ -527,9 +660,6 @@ class ServerCore:
         except RtspParseError:
             self.malformed += 1
             return RtspResponse(400, headers=base)
-        except Exception:
-            log.exception("RTSP %s handler failed", request.method)
-            return RtspResponse(500, headers=base)
         if result is None:  # SETUP waits for its UDP ports
             assert conn.waiting is not None
             conn.waiting.base = base
@@ -692,6 +822,7 @@ class ServerCore:
         session_id = self._new_session_id()
         session = SessionContext(session_id, conn.info, media, offer)
         session.last_activity = now
+        self._created = session
         extra: list[tuple[str, str]] = []
         if self.keying is not None:
             session._hook_seen = True
@@ -715,7 +846,7 @@ class ServerCore:
             return self._finish_setup(conn, session, extra, now, out)
         assert offer.client_port is not None
         # RFC 2326 §12.39: media goes to the requesting host only (no "destination" redirect)
-        conn.waiting = _PendingSetup(session, offer, (), extra)
+        conn.waiting = _PendingSetup(session, offer, (), extra, now)
         out.append(OpenUdp(session, conn.info.peer[0], offer.client_port[0]))
         return None
 

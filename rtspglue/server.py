@@ -107,6 +107,15 @@ class ServerConfig:
     request_timeout: float = 4.0
     #: a connection without a session that sends nothing for this long is closed
     idle_timeout: float = 30.0
+    #: new connections one source (address, or IPv6 /64) may open at once (``None``: half of
+    #: ``max_connections``, at least 16), refilled at ``source_rate`` per second (``None``:
+    #: the burst)
+    source_burst: int | None = None
+    source_rate: float | None = None
+    #: connections one source may hold at once (``None``: half of ``max_connections``)
+    max_connections_per_source: int | None = None
+    #: a UDP SETUP whose ports are not bound this long after it is answered 500
+    setup_timeout: float = 10.0
 
 
 class _Rtcp(asyncio.DatagramProtocol):
@@ -185,6 +194,10 @@ class RtspServer:
                 server_name=cfg.server_name,
                 request_timeout=cfg.request_timeout,
                 idle_timeout=cfg.idle_timeout,
+                source_burst=cfg.source_burst,
+                source_rate=cfg.source_rate,
+                max_connections_per_source=cfg.max_connections_per_source,
+                setup_timeout=cfg.setup_timeout,
             ),
             keying=keying,
             rng=rng,
@@ -234,6 +247,12 @@ class RtspServer:
     def malformed(self) -> int:
         """Requests or byte streams refused as malformed (400)."""
         return self.core.malformed
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """How often each limit bit (per-source budget and cap, full connection table) and
+        how many requests failed in their handler (500); see ``ServerCore.counters``."""
+        return dict(self.core.counters)
 
     @property
     def slow_closed(self) -> int:

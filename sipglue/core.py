@@ -15,6 +15,13 @@ an entry whose deadline is no longer the object's current one is stale and skipp
 ``next_deadline()`` is the earliest live deadline; ``handle_timer(now)`` fires every deadline
 ``<= now``; a call moves only through ``_CALL_TABLE`` (anything else is :class:`CallStateError`);
 a TERMINATED call never leaves TERMINATED.
+
+Hostile peers: every server transaction ends with a final response. Any exception in a
+request's handling (or in a hook result's) answers 500 and ends the call it belongs to; an
+INVITE the TU does not answer within ``TimerConfig.proceeding_limit`` gets 408. A UAS call
+refused before its 2xx leaves the call table at once; a full transaction table evicts its
+oldest completed server transaction; each source has a token bucket for new server
+transactions. Every limit is counted in ``counters`` and logged once per episode.
 """
 
 from __future__ import annotations
@@ -439,6 +446,8 @@ class UaCore(Generic[C]):
             0,
         )
         self._biting: set[str] = set()
+        #: live server transactions of requests without a To tag, by what §8.2.2.2 compares
+        self._merged: dict[tuple[str, str | None, int, str], ServerTransaction] = {}
         self.calls: dict[str, C] = {}  # by Call-ID
         self._clients: dict[ClientTransaction, _ClientCtx] = {}
         self._dest: dict[Tx, Address] = {}
@@ -505,6 +514,17 @@ class UaCore(Generic[C]):
         self._dest.pop(tx, None)
         if isinstance(tx, ClientTransaction):
             self._clients.pop(tx, None)
+        else:
+            key = self._merge_key(tx.request)
+            if key is not None and self._merged.get(key) is tx:
+                del self._merged[key]
+
+    @staticmethod
+    def _merge_key(request: Request) -> tuple[str, str | None, int, str] | None:
+        """What §8.2.2.2 compares to find a merged request (none with a To tag, or CANCEL)."""
+        if request.to.tag is not None or request.method == "CANCEL":
+            return None
+        return (request.call_id, request.from_.tag, request.cseq.seq, request.method)
 
     def _process(self, tx: Tx, events: list[Event], now: float) -> list[Effect]:
         """Turn a transaction's outputs into effects; rewatch its timers."""
@@ -800,10 +820,15 @@ class UaCore(Generic[C]):
             call = self.calls[request.call_id]
             rt = call.retransmitter
             return [] if rt is None else [Send(rt.data, rt.dest, best_effort=True)]
+        merge = self._merge_key(request)
+        if merge is not None and merge in self._merged:  # §8.2.2.2: a merged request
+            return self._reply_stateless(request, 482, source, "merged request")
         server = ServerTransaction(request, reliable=self.reliable, timers=self.timers)
         refusal = self._admit(server, source, now)
         if refusal is not None:
             return self._reply_stateless(request, 503, source, refusal, retry_after=True)
+        if merge is not None:
+            self._merged[merge] = server
         out = self._process(server, server.start(now), now)
         return out + self._guarded(
             server, source, now, lambda: self._dispatch_request(server, request, source, now)

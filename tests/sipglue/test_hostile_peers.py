@@ -207,3 +207,14 @@ def test_a_full_table_of_proceeding_invites_refuses_with_503() -> None:
     assert pair.bob.core.counters["transactions_full"] == 1
     pair.advance(64 * T1 + 70 * T1)  # the Proceeding bound ends them all
     _idle(pair.bob)
+
+
+def test_a_merged_invite_gets_482_while_the_first_transaction_lives() -> None:
+    pair = UaPair(TIMERS)
+    assert _flood(pair, 1) == [488]
+    assert pair.bob.core.calls == {}  # the refused call is gone at once ...
+    assert _flood(pair, 1) == [482]  # ... but its transaction still detects the merge (§8.2.2.2)
+    assert len(pair.bob.core.transactions) == 1  # the 482 is stateless
+    pair.advance(70 * T1)
+    _idle(pair.bob)
+    assert _flood(pair, 1) == [488]  # the first transaction ended: a new request
