@@ -188,6 +188,9 @@ class MediaDescription:
         _port_field(parts[1])  # raises SdpError naming the port or the number of ports
         if not _TOKEN_RE.fullmatch(parts[0]):
             raise SdpError("m= line has an invalid media type")
+        # RFC 4566 §5.14 fmt is a token (ASCII): no '²' or '٣' for a reader's isdigit() to take
+        if any(not _TOKEN_RE.fullmatch(f) for f in parts[3:]):
+            raise SdpError("m= line has an invalid format (RFC 4566 §5.14)")
 
     @classmethod
     def build(

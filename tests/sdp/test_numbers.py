@@ -142,3 +142,12 @@ def test_bounds_name_the_field() -> None:
     body = _body(media="m=audio 5 RTP/SAVP 128")
     with pytest.raises(SdpError, match="payload type out of range"):
         _ = SessionDescription.parse(body).media[0].payload_types
+
+
+@pytest.mark.parametrize("fmt", ["²", "٣", "\uff10"])
+def test_m_line_non_ascii_format_is_an_sdp_error(fmt: str) -> None:
+    # sipglue.sdp reads formats with isdigit() and int(): a non-token format must not reach it
+    with pytest.raises(SdpError, match="invalid format"):
+        SessionDescription.parse(
+            f"v=0\r\nm=audio 5004 RTP/SAVP 0 {fmt}\r\na=rtpmap:{fmt} PCMU/8000\r\n"
+        )
