@@ -22,6 +22,12 @@ INVITE the TU does not answer within ``TimerConfig.proceeding_limit`` gets 408. 
 refused before its 2xx leaves the call table at once; a full transaction table evicts its
 oldest completed server transaction; each source has a token bucket for new server
 transactions. Every limit is counted in ``counters`` and logged once per episode.
+
+Glare (§14.1, §14.2): an in-dialog INVITE that arrives while our own re-INVITE on that dialog
+waits for its final response gets 491 (one while we have not answered the peer's previous
+re-INVITE gets 500 with Retry-After). Our re-INVITE refused with 491 is sent again after
+``glare_delay`` (the Call-ID's owner 2.1-4 s, the other side 0-2 s, from the injected RNG), at
+most ``GLARE_RETRIES`` times; the caller sees the last try's outcome under its first transaction.
 """
 
 from __future__ import annotations
@@ -151,6 +157,9 @@ class CallRecord:
         self.cancel_sent = False
         self.last_ack: Request | None = None
         self.retransmitter: _Retransmitter | None = None
+        #: our re-INVITE on this dialog, and the peer's we have not answered yet (§14.1, §14.2)
+        self.reinvite_tx: ClientTransaction | None = None
+        self.reinvite_server: ServerTransaction | None = None
 
     @property
     def call_id(self) -> str:
@@ -286,6 +295,8 @@ class _Retransmitter:
         reliable: bool,
     ) -> None:
         self.call, self.data, self.dest, self.timers = call, data, dest, timers
+        #: the CSeq number of the INVITE this 2xx answers (its ACK carries the same, §13.2.2.4)
+        self.seq = 0
         self.interval = timers.t1
         self.give_up = now + 64 * timers.t1
         self.due: float | None = self.give_up if reliable else self._next(now + self.interval)
@@ -314,7 +325,21 @@ class _Forget:
     at: float | None
 
 
-_Timed = ClientTransaction | ServerTransaction | _Retransmitter | _Forget
+@dataclass(eq=False)
+class _GlareRetry:
+    """Re-send a re-INVITE refused with 491 at ``at`` (§14.1); ``origin`` is the transaction
+    whose outcome the caller waits for (the retry's outcome is reported under it)."""
+
+    call: CallRecord
+    body: bytes
+    origin: ClientTransaction
+    retries: int
+    at: float | None
+
+
+_Timed = ClientTransaction | ServerTransaction | _Retransmitter | _Forget | _GlareRetry
+#: re-INVITEs refused with 491 are sent again at most this often, then the 491 is the outcome
+GLARE_RETRIES = 3
 
 
 @dataclass(eq=False)
@@ -323,6 +348,8 @@ class _ClientCtx:
     call: CallRecord | None = None
     then: TerminationReason | None = None  # end ``call`` with this once the request is over
     done: bool = False
+    origin: ClientTransaction | None = None  # a glare retry: report under this transaction
+    retries: int = 0
 
 
 def address_of(uri: SipUri) -> Address:
@@ -459,7 +486,7 @@ class UaCore(Generic[C]):
     def _deadline_of(target: _Timed) -> float | None:
         if isinstance(target, _Retransmitter):
             return target.due
-        if isinstance(target, _Forget):
+        if isinstance(target, _Forget | _GlareRetry):
             return target.at
         return None if target.state == State.TERMINATED else target.next_deadline()
 
@@ -489,6 +516,9 @@ class UaCore(Generic[C]):
                 target.at = None
                 if self.calls.get(target.call.call_id) is target.call:
                     del self.calls[target.call.call_id]
+            elif isinstance(target, _GlareRetry):
+                target.at = None
+                out += self._glare_retry(target, now)
             else:
                 try:
                     events = target.handle_timer(now)
@@ -558,6 +588,14 @@ class UaCore(Generic[C]):
         if outcome is None or ctx.done:
             return []
         ctx.done = True
+        if isinstance(outcome, ResponseArrived) and self._glare(tx, ctx, outcome.response, now):
+            return []  # sent again later (§14.1); the outcome is the retry's
+        if ctx.origin is not None:
+            outcome = (
+                ResponseArrived(ctx.origin, outcome.response)
+                if isinstance(outcome, ResponseArrived)
+                else RequestFailed(ctx.origin, outcome.error)
+            )
         out: list[Effect] = []
         if ctx.then is not None and ctx.call is not None:
             out += self.terminate(ctx.call, ctx.then, now)
@@ -580,6 +618,59 @@ class UaCore(Generic[C]):
             out = self.respond(tx, make_response(request, 408, to_tag=tag), now)
             return out + self.terminate(call, TerminationReason.TIMEOUT, now)
         return self.respond(tx, make_response(request, 500, to_tag=tag), now)
+
+    # -- glare (§14.1) ------------------------------------------------------------------------
+
+    def glare_delay(self, call: CallRecord) -> float:
+        """§14.1: how long to wait before re-sending a re-INVITE refused with 491.
+
+        The UAC that owns the Call-ID (it sent the initial INVITE) waits 2.1-4 s, the other
+        0-2 s, in units of 10 ms, drawn from the injected RNG.
+        """
+        n = int.from_bytes(self.rng(2), "big")
+        if call.is_uac:
+            return 2.1 + (n % 191) / 100
+        return (n % 201) / 100
+
+    def _glare(
+        self, tx: ClientTransaction, ctx: _ClientCtx, response: Response, now: float
+    ) -> bool:
+        """A 491 to our re-INVITE: arm its retry (True), unless retried enough or the call ended."""
+        request = tx.request
+        if response.status != 491 or request.method != "INVITE" or request.to.tag is None:
+            return False
+        call = self.calls.get(request.call_id)
+        if call is None or call.state != CallState.CONFIRMED or ctx.retries >= GLARE_RETRIES:
+            return False
+        origin = ctx.origin or tx
+        retry = _GlareRetry(
+            call, request.body, origin, ctx.retries + 1, now + self.glare_delay(call)
+        )
+        self._watch(retry)
+        return True
+
+    def _glare_retry(self, retry: _GlareRetry, now: float) -> list[Effect]:
+        call = retry.call
+        if call.state != CallState.CONFIRMED or call.dialog is None:
+            return [
+                RequestFailed(
+                    retry.origin,
+                    CallError("call ended before the re-INVITE retry", status_code=491),
+                )
+            ]
+        try:
+            tx, out = self.request_in_dialog(call, "INVITE", now, body=retry.body)
+        except SipError as exc:
+            return [
+                RequestFailed(
+                    retry.origin,
+                    CallError(f"re-INVITE retry failed: {type(exc).__name__}", status_code=491),
+                )
+            ]
+        ctx = self._clients.get(tx)
+        if ctx is not None:
+            ctx.origin, ctx.retries = retry.origin, retry.retries
+        return out
 
     def transport_error(self, tx: Tx, now: float) -> list[Effect]:
         """Sending one of ``tx``'s messages failed (§17.1.4, §17.2.4)."""
@@ -700,9 +791,12 @@ class UaCore(Generic[C]):
         """A new in-dialog request (§12.2.1.1) in its own client transaction."""
         assert call.dialog is not None
         request = call.dialog.create_request(method, self.via(), body=body)
-        return self.start_request(
+        tx, out = self.start_request(
             request, self.dialog_dest(call), now, call=call if then else None, then=then
         )
+        if method == "INVITE":
+            call.reinvite_tx = tx
+        return tx, out
 
     def _bye_then_terminate(
         self, call: CallRecord, reason: TerminationReason, now: float
@@ -905,7 +999,9 @@ class UaCore(Generic[C]):
                 out += self.respond(
                     tx, make_response(request, 500, to_tag=tag or new_tag(self.rng)), now
                 )
-            if call is not None:
+            if call is not None and call.state == CallState.CONFIRMED:
+                out += self._bye_then_terminate(call, TerminationReason.SETUP_FAILED, now)
+            elif call is not None:
                 out += self.terminate(call, TerminationReason.SETUP_FAILED, now)
         except Exception as again:  # the 500 itself failed: the transaction goes silently
             log.warning("sipglue: the 500 failed too (%s)", type(again).__name__)
@@ -979,6 +1075,16 @@ class UaCore(Generic[C]):
                 out = self.respond(tx, make_response(request, 200), now)
                 return out + self.terminate(call, TerminationReason.REMOTE_BYE, now)
             if method == "INVITE":
+                mine = call.reinvite_tx
+                if mine is not None and mine.state in (State.CALLING, State.PROCEEDING):
+                    return self.respond(tx, make_response(request, 491), now)  # §14.2 glare
+                theirs = call.reinvite_server
+                if theirs is not None and theirs.state == State.PROCEEDING:
+                    # §14.2: a second INVITE before we answered the first: 500, Retry-After
+                    wait = str(int.from_bytes(self.rng(1), "big") % 11)
+                    busy = make_response(request, 500, headers=[("Retry-After", wait)])
+                    return self.respond(tx, busy, now)
+                call.reinvite_server = tx
                 return self._offer(call, tx, request, source, now, new_call=False)
             if method in ("OPTIONS", "INFO", "UPDATE"):
                 return self.respond(tx, make_response(request, 200), now)
@@ -1094,6 +1200,7 @@ class UaCore(Generic[C]):
         if call.retransmitter is not None:
             call.retransmitter.stop()
         rt = _Retransmitter(call, ok.encode(), dest, now, self.timers, reliable=self.reliable)
+        rt.seq = request.cseq.seq
         call.retransmitter = rt
         self._watch(rt)
         if event.new_call and not call.ended:
@@ -1169,7 +1276,7 @@ class UaCore(Generic[C]):
         call = self.calls.get(ack.call_id)
         if call is None or call.dialog is None or not call.dialog.matches(ack):
             return []
-        if call.retransmitter is not None and ack.cseq.seq == call.dialog.invite_seq:
+        if call.retransmitter is not None and ack.cseq.seq == call.retransmitter.seq:
             call.retransmitter.stop()  # §13.3.1.4
             call.retransmitter = None
         return [AckReceived(call)]

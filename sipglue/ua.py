@@ -105,7 +105,11 @@ class Call(CallRecord):
             await self.ua._outcome(tx, effects)
 
     async def reinvite(self, offer: SessionDescription | bytes) -> SessionDescription:
-        """Send a re-INVITE with a new offer; return the answer (after on_answer accepted it)."""
+        """Send a re-INVITE with a new offer; return the answer (after on_answer accepted it).
+
+        A 491 (glare, RFC 3261 §14.1) is retried by the core after its §14.1 delay; the
+        answer or failure returned is the last try's.
+        """
         if self.dialog is None or self.state != CallState.CONFIRMED:
             raise CallError("re-INVITE needs a confirmed call")
         sdp = offer if isinstance(offer, SessionDescription) else SessionDescription.parse(offer)
