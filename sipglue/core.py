@@ -338,6 +338,8 @@ class _GlareRetry:
 
 
 _Timed = ClientTransaction | ServerTransaction | _Retransmitter | _Forget | _GlareRetry
+#: what §8.2.2.2 compares to find a merged request: Call-ID, From tag, CSeq number, method
+_MergeKey = tuple[str, str | None, int, str]
 #: re-INVITEs refused with 491 are sent again at most this often, then the 491 is the outcome
 GLARE_RETRIES = 3
 
@@ -474,7 +476,8 @@ class UaCore(Generic[C]):
         )
         self._biting: set[str] = set()
         #: live server transactions of requests without a To tag, by what §8.2.2.2 compares
-        self._merged: dict[tuple[str, str | None, int, str], ServerTransaction] = {}
+        self._merged: dict[_MergeKey, ServerTransaction] = {}
+        self._merge_keys: dict[ServerTransaction, _MergeKey] = {}  # its key, computed once
         self.calls: dict[str, C] = {}  # by Call-ID
         self._clients: dict[ClientTransaction, _ClientCtx] = {}
         self._dest: dict[Tx, Address] = {}
@@ -545,12 +548,12 @@ class UaCore(Generic[C]):
         if isinstance(tx, ClientTransaction):
             self._clients.pop(tx, None)
         else:
-            key = self._merge_key(tx.request)
+            key = self._merge_keys.pop(tx, None)
             if key is not None and self._merged.get(key) is tx:
                 del self._merged[key]
 
     @staticmethod
-    def _merge_key(request: Request) -> tuple[str, str | None, int, str] | None:
+    def _merge_key(request: Request) -> _MergeKey | None:
         """What §8.2.2.2 compares to find a merged request (none with a To tag, or CANCEL)."""
         if request.to.tag is not None or request.method == "CANCEL":
             return None
@@ -923,6 +926,7 @@ class UaCore(Generic[C]):
             return self._reply_stateless(request, 503, source, refusal, retry_after=True)
         if merge is not None:
             self._merged[merge] = server
+            self._merge_keys[server] = merge
         out = self._process(server, server.start(now), now)
         return out + self._guarded(
             server, source, now, lambda: self._dispatch_request(server, request, source, now)
