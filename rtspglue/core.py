@@ -51,6 +51,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from mikey.ratelimit import SourceRateLimiter, source_key
 from sdp.errors import SdpError
 from sdp.keymgmt import KeyMgmtAttr
 from sdp.model import MediaDescription, SdpLine, SessionDescription
@@ -83,7 +84,6 @@ from .message import (
     TransportSpec,
     parse_transports,
 )
-from .ratelimit import SourceRateLimiter, source_key
 
 __all__ = [
     "PUBLIC_METHODS",

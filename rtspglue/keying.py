@@ -73,6 +73,7 @@ from mikey.exchange import (
 from mikey.identity import same_identity
 from mikey.keying import KeyingResult, Mode, RegistrationSa, Role
 from mikey.pki import StaticPskStore
+from mikey.ratelimit import SourceRateLimiter
 from sdp.keymgmt import KeyMgmtAttr
 from srtp.errors import SrtpError
 from srtp.gsa import Gsa, GsaRegistry
@@ -81,7 +82,6 @@ from srtp.gsa import TeardownReason as GsaReason
 from .errors import KeyMgmtFailure, RateLimited
 from .hooks import ConnectionInfo, MediaInfo, SessionContext, TeardownReason
 from .keymgmt import KeyMgmtSpec, format_keymgmt
-from .ratelimit import SourceRateLimiter
 
 __all__ = [
     "COSTLY_MODES",

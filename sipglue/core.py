@@ -35,14 +35,14 @@ from __future__ import annotations
 import contextlib
 import enum
 import heapq
-import ipaddress
 import itertools
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from mikey.ratelimit import SourceRateLimiter
 
 from .dialog import Dialog, DialogState
 from .errors import CallError, DialogError, SdpError, SipError, SipParseError
@@ -366,58 +366,12 @@ class _Heap:
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
 
-def _source_key(host: str) -> str:
-    """The budget a peer address counts against: the IPv4 address, or the IPv6 /64."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0].strip("[]"))
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
-
-
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    stamp: float
-    limited: bool = False
-
-
-class SourceBudget:
-    """A token bucket per source address: ``burst`` new transactions, refilled at ``rate``/s.
-
-    The table of sources is bounded (``max_sources``, least recently seen dropped first); a
-    dropped source starts again with a full bucket.
-    """
+class SourceBudget(SourceRateLimiter):
+    """A token bucket per source address for new server transactions (``burst``, refilled at
+    ``rate``/s; the shared :class:`mikey.ratelimit.SourceRateLimiter`)."""
 
     def __init__(self, rate: float, burst: int, max_sources: int = 4096) -> None:
-        if not (rate > 0 and math.isfinite(rate)) or burst < 1 or max_sources < 1:
-            raise ValueError("rate must be positive and finite, burst and max_sources >= 1")
-        self.rate, self.burst, self.max_sources = float(rate), int(burst), max_sources
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def take(self, host: str, now: float) -> tuple[bool, bool]:
-        """Take one token for ``host``: ``(granted, first refusal of this episode)``."""
-        key = _source_key(host)
-        bucket = self._buckets.pop(key, None) or _Bucket(float(self.burst), now)
-        elapsed = max(0.0, now - bucket.stamp)
-        bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
-        bucket.stamp = now
-        self._buckets[key] = bucket
-        while len(self._buckets) > self.max_sources:
-            self._buckets.popitem(last=False)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            bucket.limited = False
-            return True, False
-        first, bucket.limited = not bucket.limited, True
-        return False, first
+        super().__init__(rate, burst, max_sources)
 
 
 class UaCore(Generic[C]):
@@ -947,7 +901,8 @@ class UaCore(Generic[C]):
         The per-source budget comes first; a full table evicts its oldest completed server
         transaction (it only absorbs retransmissions, §17.2.1/§17.2.2) before refusing.
         """
-        granted, first = self.source_budget.take(source[0], now)
+        wait, first = self.source_budget.take(source[0], now)
+        granted = wait == 0.0
         if not granted:
             self.counters["source_limited"] += 1
             if first:

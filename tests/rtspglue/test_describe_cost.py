@@ -16,11 +16,11 @@ import logging
 import pytest
 
 from mikey.keying import Mode
+from mikey.ratelimit import SourceRateLimiter, source_key
 from rtspglue.client import RtspClient
 from rtspglue.keying import MikeyClientKeying, MikeyServerKeying
 from rtspglue.media import ToneSource
 from rtspglue.message import RtspResponse
-from rtspglue.ratelimit import SourceRateLimiter, source_key
 from rtspglue.server import RtspServer, ServerConfig
 from srtp import _libsrtp
 from srtp.gsa import GsaRegistry

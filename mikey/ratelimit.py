@@ -1,5 +1,7 @@
-"""Token buckets per source address, for work a peer can make the server do before it has
-authenticated (building a signed or Diffie-Hellman MIKEY I_MESSAGE for DESCRIBE).
+"""Token buckets per source address (sans-IO: ``now`` is passed in), for work a peer can make a
+server do before it has authenticated: building a signed or Diffie-Hellman MIKEY I_MESSAGE for an
+RTSP DESCRIBE, a new SIP server transaction, a new RTSP connection. Both glue packages use this
+one implementation.
 
 Each source gets ``burst`` tokens, refilled at ``rate`` per second; one costly operation takes
 one token. The table of sources is bounded (``max_sources``, least recently seen dropped first),
@@ -21,7 +23,7 @@ __all__ = ["SourceRateLimiter", "source_key"]
 def source_key(host: str) -> str:
     """The bucket a peer address belongs to: the IPv4 address, or the IPv6 /64 prefix."""
     try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
+        address = ipaddress.ip_address(host.split("%", 1)[0].strip("[]"))
     except ValueError:
         return host  # not an address (a Unix socket path, a test double): itself
     if isinstance(address, ipaddress.IPv6Address):
