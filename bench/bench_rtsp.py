@@ -99,7 +99,13 @@ class _TimedMikey(MikeyServerKeying):
 async def _sessions_per_second(keyed: bool, count: int, parallel: int = 16) -> float:
     registry = GsaRegistry()
     keying = MikeyServerKeying(_config(), registry=registry, server_keys=False) if keyed else None
-    config = ServerConfig(max_sessions=4 * parallel, max_connections=4 * parallel)
+    # one load generator is one source: the per-source budgets would measure themselves
+    config = ServerConfig(
+        max_sessions=4 * parallel,
+        max_connections=4 * parallel,
+        source_burst=1_000_000,
+        max_connections_per_source=4 * parallel,
+    )
     async with RtspServer({"/tone": lambda: ToneSource(440)}, config=config, keying=keying) as srv:
         url = srv.url("tone")
         client_registry = GsaRegistry()
@@ -175,7 +181,13 @@ async def _late_fraction(keyed: bool, streams: int, seconds: float) -> float:
         hook.timings = {}
     else:
         hook = _PassThrough()
-    config = ServerConfig(max_sessions=streams + 8, max_connections=streams + 8, ptime=PTIME)
+    config = ServerConfig(
+        max_sessions=streams + 8,
+        max_connections=streams + 8,
+        ptime=PTIME,
+        source_burst=1_000_000,  # one source opens every stream (see above)
+        max_connections_per_source=streams + 8,
+    )
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sink.bind(("127.0.0.1", 0))
