@@ -99,7 +99,6 @@ log = logging.getLogger("sipglue.ua")
 Rng = Callable[[int], bytes]
 Tx = ClientTransaction | ServerTransaction
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
-_NOWHERE: Address = ("127.0.0.1", 0)
 #: how much of a peer-supplied method or error text a log line carries
 _EXCERPT = 32
 
@@ -515,7 +514,7 @@ class UaCore(Generic[C]):
 
     def _process(self, tx: Tx, events: list[Event], now: float) -> list[Effect]:
         """Turn a transaction's outputs into effects; rewatch its timers."""
-        dest = self._dest.get(tx, _NOWHERE)
+        dest = self._dest[tx]  # every admitted or started transaction has its peer's address
         out: list[Effect] = []
         for event in events:
             if isinstance(event, Transmit):
