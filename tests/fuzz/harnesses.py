@@ -16,8 +16,6 @@ import contextlib
 import functools
 import random
 import re
-import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +49,7 @@ from sipglue.message import Message as SipMessage
 from sipglue.message import StreamParser
 from sipglue.message import parse_message as parse_sip
 from sipglue.sdp import SessionDescription
+from tests.numbers import NON_ASCII_DIGITS
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"
@@ -110,11 +109,7 @@ def _chunks(data: bytes) -> list[bytes]:
 
 #: every Unicode decimal digit outside '0'-'9' (category Nd), UTF-8 encoded: str.isdigit() and
 #: int() take them, the number grammars (RFC 3261 §25.1, RFC 4566 §9, RFC 2326 §15.1) do not
-UNICODE_DIGITS: tuple[bytes, ...] = tuple(
-    chr(c).encode()
-    for c in range(sys.maxunicode + 1)
-    if unicodedata.category(chr(c)) == "Nd" and not 0x30 <= c <= 0x39
-)
+UNICODE_DIGITS: tuple[bytes, ...] = tuple(c.encode() for c in NON_ASCII_DIGITS)
 #: number oddities and in-value framing bytes a hostile peer tries
 HOSTILE_TOKENS: tuple[bytes, ...] = (
     *(t.encode() for t in ("²", "¹", "³", "½", "٣", "\uff13", "\u0663\u0660", "\U0001d7d9")),

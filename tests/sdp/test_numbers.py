@@ -6,8 +6,6 @@ Each field is fed every Unicode decimal digit outside '0'-'9' and other oddities
 
 from __future__ import annotations
 
-import sys
-import unicodedata
 from collections.abc import Callable
 
 import pytest
@@ -15,12 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdp import SdpError, SessionDescription, parse_uint
+from tests.numbers import NON_ASCII_DIGITS, bad_texts
 
-NON_ASCII_DIGITS = [
-    c
-    for c in map(chr, range(sys.maxunicode + 1))
-    if unicodedata.category(c) == "Nd" and not "0" <= c <= "9"
-]
 ODDITIES = ["+1", "-1", "1_0", "1.0", "0x1", "¹", "²", "\uff11\uff12", "½", "٣", "9" * 40]
 PADDED = [" 1", "1 ", "\t1", "\u20031", "1\u00a0", ""]
 
@@ -87,15 +81,6 @@ FIELDS: dict[str, tuple[Callable[[str], object], str, object]] = {
 }
 
 
-def _bad_texts(good: str) -> st.SearchStrategy[str]:
-    replaced = st.builds(
-        lambda i, d: good[: i % len(good)] + d + good[i % len(good) + 1 :],
-        st.integers(0, 10),
-        st.sampled_from(NON_ASCII_DIGITS),
-    )
-    return replaced | st.sampled_from(NON_ASCII_DIGITS) | st.sampled_from(ODDITIES)
-
-
 @pytest.mark.parametrize("name", sorted(FIELDS))
 def test_each_field_reads_its_valid_number(name: str) -> None:
     read, good, value = FIELDS[name]
@@ -106,14 +91,14 @@ def test_each_field_reads_its_valid_number(name: str) -> None:
 @given(name=st.sampled_from(sorted(FIELDS)), data=st.data())
 def test_non_ascii_and_odd_numbers_are_sdp_errors(name: str, data: st.DataObject) -> None:
     read, good, _ = FIELDS[name]
-    text = data.draw(_bad_texts(good))
+    text = data.draw(bad_texts(good, ODDITIES))
     with pytest.raises(SdpError):
         read(text)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    text=st.sampled_from(NON_ASCII_DIGITS + ODDITIES + PADDED)
+    text=st.sampled_from([*NON_ASCII_DIGITS, *ODDITIES, *PADDED])
     | st.text(max_size=12).filter(lambda t: not t.isascii() or not t.isdigit())
 )
 def test_parse_uint_takes_ascii_digits_only(text: str) -> None:

@@ -8,8 +8,6 @@ finding of the "hostile peers" issue.
 
 from __future__ import annotations
 
-import sys
-import unicodedata
 from collections.abc import Callable
 
 import pytest
@@ -27,12 +25,8 @@ from sipglue.message import (
     parse_message,
     parse_uint,
 )
+from tests.numbers import NON_ASCII_DIGITS, bad_texts
 
-NON_ASCII_DIGITS = [
-    c
-    for c in map(chr, range(sys.maxunicode + 1))
-    if unicodedata.category(c) == "Nd" and not "0" <= c <= "9"
-]
 # no whitespace padding here: header LWS around a value is header grammar (§7.3.1), not number
 ODDITIES = [
     "+1",
@@ -92,15 +86,6 @@ FIELDS: dict[str, tuple[Callable[[str], object], str, object]] = {
 }
 
 
-def _bad_texts(good: str) -> st.SearchStrategy[str]:
-    replaced = st.builds(
-        lambda i, d: good[: i % len(good)] + d + good[i % len(good) + 1 :],
-        st.integers(0, 10),
-        st.sampled_from(NON_ASCII_DIGITS),
-    )
-    return replaced | st.sampled_from(NON_ASCII_DIGITS) | st.sampled_from(ODDITIES)
-
-
 def test_the_digit_table_is_all_of_nd() -> None:
     assert len(NON_ASCII_DIGITS) > 600 and "٣" in NON_ASCII_DIGITS and "\uff13" in NON_ASCII_DIGITS
 
@@ -115,14 +100,14 @@ def test_each_field_reads_its_valid_number(name: str) -> None:
 @given(name=st.sampled_from(sorted(FIELDS)), data=st.data())
 def test_non_ascii_and_odd_numbers_are_sip_parse_errors(name: str, data: st.DataObject) -> None:
     read, good, _ = FIELDS[name]
-    text = data.draw(_bad_texts(good))
+    text = data.draw(bad_texts(good, ODDITIES))
     with pytest.raises(SipParseError):
         read(text)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    text=st.sampled_from(NON_ASCII_DIGITS + ODDITIES + PADDED)
+    text=st.sampled_from([*NON_ASCII_DIGITS, *ODDITIES, *PADDED])
     | st.text(alphabet=st.characters(codec="utf-8"), max_size=12).filter(
         lambda t: not t.isascii() or not t.isdigit()
     )
