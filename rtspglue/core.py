@@ -207,7 +207,8 @@ Effect = SendResponse | CloseConnection | OpenUdp | StartStreaming | StopStreami
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
-    """What the core needs of :class:`~rtspglue.server.ServerConfig`."""
+    """What the core needs; :class:`~rtspglue.server.ServerConfig` extends it with the shell's
+    own settings (port, pacing, write buffer)."""
 
     host: str = "127.0.0.1"
     session_timeout: float = 60.0
@@ -215,10 +216,12 @@ class CoreConfig:
     max_connections: int = 256
     limits: Limits = field(default_factory=Limits)
     server_name: str = "rtspglue"
+    #: a request must be complete this long after its first byte (slow-drip / slowloris bound)
     request_timeout: float = 4.0
+    #: a connection without a session that sends nothing for this long is closed
     idle_timeout: float = 30.0
-    #: new connections one source may open at once (``None``: half of ``max_connections``,
-    #: at least 16)
+    #: new connections one source (address, or IPv6 /64) may open at once (``None``: half of
+    #: ``max_connections``, at least 16)
     source_burst: int | None = None
     #: ... refilled at this many per second (``None``: ``source_burst`` per second)
     source_rate: float | None = None

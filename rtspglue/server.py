@@ -42,7 +42,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .core import (
     PUBLIC_METHODS,
@@ -67,7 +67,7 @@ from .hooks import (
     TeardownReason,
 )
 from .media import AudioSource, Pacer
-from .message import Limits, encode_interleaved
+from .message import encode_interleaved
 
 __all__ = [
     "PUBLIC_METHODS",
@@ -89,33 +89,14 @@ Rng = Callable[[int], bytes]
 
 
 @dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """Server configuration; safe defaults."""
+class ServerConfig(CoreConfig):
+    """Server configuration; safe defaults: the core's (:class:`CoreConfig`) and the shell's."""
 
-    host: str = "127.0.0.1"
     port: int = 0
-    session_timeout: float = 60.0
     #: no longer used: every timeout fires at its own deadline (kept for existing callers)
     reap_interval: float | None = None
-    max_sessions: int = 64
-    max_connections: int = 256
-    limits: Limits = field(default_factory=Limits)
     ptime: float = 0.020
     max_write_buffer: int = 256 * 1024
-    server_name: str = "rtspglue"
-    #: a request must be complete this long after its first byte (slow-drip / slowloris bound)
-    request_timeout: float = 4.0
-    #: a connection without a session that sends nothing for this long is closed
-    idle_timeout: float = 30.0
-    #: new connections one source (address, or IPv6 /64) may open at once (``None``: half of
-    #: ``max_connections``, at least 16), refilled at ``source_rate`` per second (``None``:
-    #: the burst)
-    source_burst: int | None = None
-    source_rate: float | None = None
-    #: connections one source may hold at once (``None``: half of ``max_connections``)
-    max_connections_per_source: int | None = None
-    #: a UDP SETUP whose ports are not bound this long after it is answered 500
-    setup_timeout: float = 10.0
 
 
 class _Rtcp(asyncio.DatagramProtocol):
@@ -185,20 +166,7 @@ class RtspServer:
         cfg = self.config
         self.core = ServerCore(
             sources,
-            config=CoreConfig(
-                host=cfg.host,
-                session_timeout=cfg.session_timeout,
-                max_sessions=cfg.max_sessions,
-                max_connections=cfg.max_connections,
-                limits=cfg.limits,
-                server_name=cfg.server_name,
-                request_timeout=cfg.request_timeout,
-                idle_timeout=cfg.idle_timeout,
-                source_burst=cfg.source_burst,
-                source_rate=cfg.source_rate,
-                max_connections_per_source=cfg.max_connections_per_source,
-                setup_timeout=cfg.setup_timeout,
-            ),
+            config=cfg,
             keying=keying,
             rng=rng,
         )
