@@ -795,6 +795,25 @@ class Capture:
     wav_bytes: int = 0  # WAV audio held, all streams
 
 
+def _reassemble(
+    flows: dict[tuple[Address, Address], _TcpDirection],
+    seg: _Segment,
+    items: list[Msg | _Interleaved],
+    warnings: list[str],
+) -> None:
+    """Feed a TCP segment to its direction's reassembly (at most MAX_FLOWS directions at once;
+    a FIN or RST ends one), appending what completes to ``items``."""
+    key = (seg.src, seg.dst)
+    flow = flows.get(key)
+    if flow is None:
+        if len(flows) >= MAX_FLOWS:
+            return
+        flow = flows[key] = _TcpDirection()
+    flow.segment(seg, items, warnings)
+    if seg.fin_or_rst:
+        flows.pop(key, None)
+
+
 def _signal_pass(path: Source, cap: Capture, creds: OpenCredentials) -> None:
     flows: dict[tuple[Address, Address], _TcpDirection] = {}
     seen: set[bytes] = set()
@@ -802,15 +821,7 @@ def _signal_pass(path: Source, cap: Capture, creds: OpenCredentials) -> None:
     for seg in _segments(path, cap.warnings):
         items.clear()
         if seg.tcp:
-            key = (seg.src, seg.dst)
-            flow = flows.get(key)
-            if flow is None:
-                if len(flows) >= MAX_FLOWS:
-                    continue
-                flow = flows[key] = _TcpDirection()
-            flow.segment(seg, items, cap.warnings)
-            if seg.fin_or_rst:
-                flows.pop(key, None)
+            _reassemble(flows, seg, items, cap.warnings)
         elif seg.payload:
             if MIKEY_PORT in (seg.src[1], seg.dst[1]) and seg.payload[:1] == b"\x01":
                 _found(cap, seen, creds, Found(seg.ts, seg.src, seg.dst, "UDP 2269", seg.payload))
@@ -903,13 +914,7 @@ def _media_pass(path: Source, cap: Capture, want_rtp: bool, want_wav: bool) -> N
         for seg in _segments(path, []):
             items.clear()
             if seg.tcp:
-                key = (seg.src, seg.dst)
-                flow = flows.get(key)
-                if flow is None:
-                    if len(flows) >= MAX_FLOWS:
-                        continue
-                    flow = flows[key] = _TcpDirection()
-                flow.segment(seg, items, [])
+                _reassemble(flows, seg, items, [])
                 for item in items:
                     if isinstance(item, _Interleaved):
                         _media(cap, contexts, item.ts, item.src, item.dst, "tcp", item.data,
